@@ -1,0 +1,14 @@
+"""Test configuration: strict JAX settings, 4 virtual CPU devices, and a persistent compile cache."""
+
+import os
+
+# Several virtual CPU devices for the sharding tests; must be set before JAX initialises its backend.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_debug_key_reuse", True)
+jax.config.update("jax_compilation_cache_dir",
+                  os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -1,0 +1,3 @@
+"""wsl_jax: self-supervised hyper-representations of neural-network weights, in JAX/Flax."""
+
+__version__ = "0.1.0"
