@@ -5,5 +5,9 @@
 """
 
 from wsl_jax.zoo.core import Split, Zoo, split_models
+from wsl_jax.zoo.generate import generate
+from wsl_jax.zoo.io import ZooFormatError, load, save
+from wsl_jax.zoo.presets import PRESETS, ZooPreset, build_hparams
 
-__all__ = ["Split", "Zoo", "split_models"]
+__all__ = ["PRESETS", "Split", "Zoo", "ZooFormatError", "ZooPreset", "build_hparams", "generate", "load",
+           "save", "split_models"]

@@ -1,0 +1,295 @@
+"""Training one zoo member as a pure function, and many of them as one `jit(vmap(...))` program.
+
+`train_one(key, hparams, data, spec)` initialises a network, trains it with an optax optimizer
+(`lax.scan` over epochs, and over mini-batches inside each epoch, data on device), and records the flat
+weights and the evaluation metrics at every checkpoint epoch. Everything that differs between models
+of one compiled program is a traced array (key, learning rate, weight decay, momentum, dropout, train
+fraction, initializer index); discrete choices that change the program (activation, optimizer) are
+static fields of `TrainSpec`: the generator buckets models by them (`jax_notes.md` §3.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from wsl_jax import nets
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# Continuous per-model hyper-parameters every compiled program takes (with these defaults).
+CONTINUOUS_HPARAMS = {
+    "lr": 1e-3,            # learning rate
+    "wd": 0.0,             # coupled L2 weight decay on every parameter (PyTorch's `weight_decay`)
+    "l2": 0.0,             # L2 penalty on kernels only, added to the loss (Keras' kernel_regularizer)
+    "momentum": 0.0,       # SGD momentum
+    "dropout": 0.0,        # dropout rate after every activation
+    "train_fraction": 1.0,  # fraction of the training set this model sees
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+  """The static part of a zoo member's training: one compiled program per distinct TrainSpec."""
+
+  net: nets.NetSpec
+  epochs: int
+  batch_size: int
+  checkpoint_epochs: tuple[int, ...]
+  activation: str
+  optimizer: str
+  inits: tuple[str, ...]  # initializers used in this bucket; a per-model index picks one
+  bias_value: float = 0.01
+  eval_batch_size: int = 0  # 0: evaluate each split in one batch; else in chunks of this size
+  dropout: bool = False  # models of this program use dropout (rate per model in hparams)
+  train_subsets: bool = False  # models train on per-model subsets (train_fraction per model)
+
+  def __post_init__(self):
+    nets.get_activation(self.activation)
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
+    for name in self.inits:
+      if name not in nets.INITIALIZERS:
+        raise ValueError(f"unknown initializer {name!r}; choose from {nets.INITIALIZERS}")
+    if self.epochs < 0 or self.batch_size < 1:
+      raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
+    ck = tuple(int(e) for e in self.checkpoint_epochs)
+    if not ck or list(ck) != sorted(set(ck)) or ck[0] < 0 or ck[-1] > self.epochs:
+      raise ValueError(f"checkpoint_epochs must be increasing epochs in 0..{self.epochs}, got {ck}")
+    object.__setattr__(self, "checkpoint_epochs", ck)
+
+
+class Data(NamedTuple):
+  """Device-resident data of one data set (shared by every model of a program)."""
+
+  x_train: jax.Array
+  y_train: jax.Array
+  x_test: jax.Array
+  y_test: jax.Array
+  order_key: jax.Array  # zoo-level key of the per-epoch data shuffles (not per model)
+
+
+class Record(NamedTuple):
+  """What `train_one` returns for one model: C = number of checkpoints."""
+
+  weights: jax.Array   # (C, N)
+  metrics: jax.Array   # (C, len(metric_names(num_classes)))
+  diverged: jax.Array  # () bool
+
+
+def metric_names(num_classes: int) -> tuple[str, ...]:
+  return ("train_loss", "train_acc", "test_loss", "test_acc") + tuple(
+      f"f1_class_{k}" for k in range(num_classes))
+
+
+def make_optimizer(name: str, hp: dict[str, jax.Array]) -> optax.GradientTransformation:
+  """The optimizer with PyTorch's defaults; `hp["lr"]` (and momentum) may be traced per-model values."""
+  if name == "adam":
+    return optax.adam(hp["lr"], b1=0.9, b2=0.999, eps=1e-8)
+  if name == "sgd":
+    return optax.chain(optax.trace(decay=hp["momentum"], nesterov=False), optax.scale(-hp["lr"]))
+  if name == "rmsprop":
+    return optax.rmsprop(hp["lr"], decay=0.99, eps=1e-8)
+  raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
+
+
+def _kernel_mask(spec: TrainSpec) -> np.ndarray:
+  return ~spec.net.layout().param_is_bias()
+
+
+def _logits(spec: TrainSpec, w: jax.Array, x: jax.Array, dropout_rate=0.0, dropout_key=None) -> jax.Array:
+  return nets.apply(spec.net, w, x, spec.activation, dropout_rate=dropout_rate, dropout_key=dropout_key)
+
+
+def _cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+
+def _split_metrics(spec: TrainSpec, w: jax.Array, x: jax.Array, y: jax.Array, num_classes: int
+                   ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Summed loss, correct count, and per-class TP / predicted / true counts over one split."""
+  def chunk_stats(xc, yc, valid):
+    logits = _logits(spec, w, xc)
+    pred = jnp.argmax(logits, axis=-1)
+    loss = jnp.sum(jnp.where(valid, _cross_entropy(logits, yc), 0.0))
+    correct = jnp.sum(valid & (pred == yc))
+    onehot_pred = jax.nn.one_hot(pred, num_classes) * valid[:, None]
+    onehot_true = jax.nn.one_hot(yc, num_classes) * valid[:, None]
+    return loss, correct, (onehot_pred * onehot_true).sum(0), onehot_pred.sum(0), onehot_true.sum(0)
+
+  n = x.shape[0]
+  bs = spec.eval_batch_size
+  if bs <= 0 or bs >= n:
+    return chunk_stats(x, y, jnp.ones((n,), bool))
+  n_chunks = -(-n // bs)
+  pad = n_chunks * bs - n
+  xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((n_chunks, bs) + x.shape[1:])
+  yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(n_chunks, bs)
+  valid = (jnp.arange(n_chunks * bs) < n).reshape(n_chunks, bs)
+  stats = jax.lax.map(lambda a: chunk_stats(*a), (xp, yp, valid))
+  return jax.tree.map(lambda s: s.sum(0), stats)
+
+
+def evaluate(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int) -> jax.Array:
+  """Metrics vector (see `metric_names`) of flat weights `w`: losses, accuracies, test F1 per class."""
+  tr_loss, tr_correct, *_ = _split_metrics(spec, w, data.x_train, data.y_train, num_classes)
+  te_loss, te_correct, tp, n_pred, n_true = _split_metrics(spec, w, data.x_test, data.y_test, num_classes)
+  n_tr, n_te = data.x_train.shape[0], data.x_test.shape[0]
+  denom = n_pred + n_true
+  f1 = jnp.where(denom > 0, 2.0 * tp / jnp.maximum(denom, 1.0), 0.0)  # sklearn's zero_division=0
+  return jnp.concatenate([jnp.stack([tr_loss / n_tr, tr_correct / n_tr, te_loss / n_te, te_correct / n_te]),
+                          f1]).astype(jnp.float32)
+
+
+def _primes_above(n: int, count: int) -> np.ndarray:
+  primes, candidate = [], n + 1
+  while len(primes) < count:
+    if candidate > 1 and all(candidate % p for p in range(2, int(candidate ** 0.5) + 1)):
+      primes.append(candidate)
+    candidate += 1
+  return np.asarray(primes, np.int64)
+
+
+def epoch_order(spec: TrainSpec, data: Data, model_key: jax.Array, subset_order: jax.Array,
+                n_seen: jax.Array, epoch: jax.Array) -> jax.Array:
+  """Example indices of one model's epoch: `steps * batch_size` of them (the remainder is dropped).
+
+  Sorting a fresh permutation per model and epoch dominates training time on CPU (XLA's sort), so the
+  shuffle is built from one permutation per epoch shared by the zoo (`data.order_key`; computed once,
+  not per model) composed with a random per-model affine bijection i -> (a i + b) mod n, with `a` a
+  prime larger than n. Each model's epoch order is then a uniformly random permutation (marginally),
+  different for every model and epoch. With `train_subsets`, a model visits the first `n_seen`
+  examples of its own fixed shuffle `subset_order`, in the affine order of that epoch.
+  """
+  n_train = data.x_train.shape[0]
+  steps = n_train // spec.batch_size
+  primes = jnp.asarray(_primes_above(n_train, 64))
+  k_a, k_b = jax.random.split(jax.random.fold_in(model_key, epoch))
+  a = primes[jax.random.randint(k_a, (), 0, len(primes))]
+  positions = jnp.arange(steps * spec.batch_size, dtype=jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+  if spec.train_subsets:
+    b = jax.random.randint(k_b, (), 0, n_seen)
+    return subset_order[(a * positions + b) % n_seen]
+  b = jax.random.randint(k_b, (), 0, n_train)
+  shared = jax.random.permutation(jax.random.fold_in(data.order_key, epoch), n_train)
+  return shared[(a * positions + b) % n_train]
+
+
+def train_one(key: jax.Array, hp: dict[str, jax.Array], data: Data, spec: TrainSpec) -> Record:
+  """Train one model; record weights and metrics at every checkpoint epoch.
+
+  Args:
+    key: the model's PRNG key (initialisation, data order, dropout).
+    hp: per-model hyper-parameters: every key of `CONTINUOUS_HPARAMS` and "init_index" (an index into
+      `spec.inits`). Scalars here; arrays of shape (M,) under `jax.vmap`.
+    data: the data set on device, and the zoo's data-order key.
+    spec: the static training settings.
+
+  Returns:
+    A `Record`. A model whose loss or weights become non-finite is flagged `diverged`; its training
+    continues (with non-finite values) so that every model of a program runs the same steps.
+  """
+  layout = spec.net.layout()
+  num_classes = spec.net.num_classes
+  n_train = data.x_train.shape[0]
+  steps = n_train // spec.batch_size
+  if steps < 1:
+    raise ValueError(f"batch size {spec.batch_size} exceeds the {n_train} training examples")
+  kernel_mask = jnp.asarray(_kernel_mask(spec), jnp.float32)
+
+  k_init, k_subset, k_order, k_drop = jax.random.split(key, 4)
+  w0 = nets.init_weights_choice(k_init, layout, spec.inits, hp["init_index"], spec.bias_value)
+  if spec.train_subsets:
+    # This model sees the first `n_seen` examples of its own fixed shuffle.
+    n_seen = jnp.clip(jnp.floor(hp["train_fraction"] * n_train), spec.batch_size, n_train).astype(jnp.int32)
+    subset_order = jax.random.permutation(k_subset, n_train)
+  else:
+    n_seen, subset_order = jnp.int32(n_train), None
+  steps_seen = n_seen // spec.batch_size
+  tx = make_optimizer(spec.optimizer, hp)
+  opt_state = tx.init(w0)
+
+  def loss_fn(w, xb, yb, k_step):
+    logits = _logits(spec, w, xb, hp["dropout"], k_step if spec.dropout else None)
+    return _cross_entropy(logits, yb).mean() + hp["l2"] * jnp.sum(kernel_mask * w * w)
+
+  def train_step(carry, inp):
+    w, opt_state, finite, epoch = carry
+    step, idx = inp
+    k_step = jax.random.fold_in(jax.random.fold_in(k_drop, epoch), step) if spec.dropout else None
+    loss, grad = jax.value_and_grad(loss_fn)(w, data.x_train[idx], data.y_train[idx], k_step)
+    grad = grad + hp["wd"] * w
+    updates, new_state = tx.update(grad, opt_state, w)
+    if spec.train_subsets:  # steps past this model's share of the data leave it unchanged
+      active = step < steps_seen
+      updates = jnp.where(active, updates, 0.0)
+      new_state = jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, opt_state)
+      finite = finite & (jnp.isfinite(loss) | ~active)
+    else:
+      finite = finite & jnp.isfinite(loss)
+    return (w + updates, new_state, finite, epoch), None
+
+  def train_epoch(carry, epoch):
+    order = epoch_order(spec, data, k_order, subset_order, n_seen, epoch)
+    batches = order.reshape(steps, spec.batch_size)
+    carry, _ = jax.lax.scan(train_step, carry + (epoch,), (jnp.arange(steps), batches))
+    return carry[:3]
+
+  ck = np.asarray(spec.checkpoint_epochs)
+  slot_of_epoch = np.full(spec.epochs + 1, -1, np.int32)
+  slot_of_epoch[ck] = np.arange(len(ck))
+  n_metrics = len(metric_names(num_classes))
+  w_buf = jnp.zeros((len(ck), layout.num_params), jnp.float32)
+  m_buf = jnp.zeros((len(ck), n_metrics), jnp.float32)
+
+  def record(bufs, w, slot):
+    w_buf, m_buf = bufs
+    return (w_buf.at[slot].set(w), m_buf.at[slot].set(evaluate(spec, w, data, num_classes)))
+
+  bufs = (w_buf, m_buf)
+  if slot_of_epoch[0] >= 0:
+    bufs = record(bufs, w0, 0)
+
+  def epoch_body(carry, inp):
+    state, bufs = carry
+    epoch, slot = inp
+    w, opt_state, finite = train_epoch(state, epoch)
+    # `slot` is the same for every model of a vmapped program, so this stays a real conditional.
+    bufs = jax.lax.cond(slot >= 0, lambda b: record(b, w, slot), lambda b: b, bufs)
+    return ((w, opt_state, finite), bufs), None
+
+  epochs = np.arange(1, spec.epochs + 1, dtype=np.int32)
+  ((w, _, finite), (w_buf, m_buf)), _ = jax.lax.scan(
+      epoch_body, ((w0, opt_state, jnp.array(True)), bufs), (epochs, slot_of_epoch[1:]))
+  finite = finite & jnp.all(jnp.isfinite(w_buf)) & jnp.all(jnp.isfinite(m_buf[:, :4]))
+  return Record(weights=w_buf, metrics=m_buf, diverged=~finite)
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_trainer(spec: TrainSpec):
+  """`jit(vmap(train_one))` over models for one TrainSpec (cached: one program per bucket)."""
+  fn = jax.vmap(functools.partial(train_one, spec=spec), in_axes=(0, 0, None))
+  return jax.jit(fn)
+
+
+def to_device_data(dataset, order_seed: int = 0, dtype=jnp.float32) -> Data:
+  """The data set on device, with the zoo-level data-order key derived from `order_seed`."""
+  return Data(jnp.asarray(dataset.x_train, dtype), jnp.asarray(dataset.y_train, jnp.int32),
+              jnp.asarray(dataset.x_test, dtype), jnp.asarray(dataset.y_test, jnp.int32),
+              jax.random.fold_in(jax.random.key(order_seed), 0x0DA7A))
+
+
+def default_hparams(num_models: int, **overrides: Any) -> dict[str, np.ndarray]:
+  """Per-model hyper-parameter arrays with the defaults of `CONTINUOUS_HPARAMS`, init_index 0."""
+  hp = {k: np.full(num_models, v, np.float32) for k, v in CONTINUOUS_HPARAMS.items()}
+  hp["init_index"] = np.zeros(num_models, np.int32)
+  for k, v in overrides.items():
+    if k not in hp:
+      raise ValueError(f"unknown hyper-parameter {k!r}; known: {sorted(hp)}")
+    hp[k] = np.broadcast_to(np.asarray(v, hp[k].dtype), (num_models,)).copy()
+  return hp
