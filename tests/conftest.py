@@ -12,3 +12,12 @@ jax.config.update("jax_debug_key_reuse", True)
 jax.config.update("jax_compilation_cache_dir",
                   os.path.join(os.path.dirname(os.path.dirname(__file__)), ".jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tetris_zoo():
+  """A small TETRIS-SEED zoo (128 models x 76 checkpoints), generated once per test session."""
+  from wsl_jax import zoo
+  return zoo.generate("tetris_seed", num_models=128, progress=False)

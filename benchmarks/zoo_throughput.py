@@ -1,0 +1,98 @@
+"""Zoo generation throughput: vmapped programs against a Python loop over models.
+
+  python benchmarks/zoo_throughput.py [--sizes 64 256 1024] [--loop-models 16] [--epochs 75]
+
+For the tetris_seed recipe (16-5-4 MLP, batch 32, 1000 training images = 31 steps per epoch, every
+epoch evaluated and recorded) it prints, after compilation (compile time reported separately):
+  * µs per model-step and models/s of one `jit(vmap(train_one))` call at several zoo sizes,
+  * the same for a Python loop that calls the jitted single-model trainer once per model,
+  * the ratio (per model) of the two, measured in the same run,
+  * the wall time of `wsl_jax.zoo.generate("tetris_seed")` for the full zoo (1000 models x 75 epochs),
+    warm (its programs already compiled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wsl_jax import datasets
+from wsl_jax.zoo import presets
+from wsl_jax.zoo import train as zoo_train
+
+zoo_generate = importlib.import_module("wsl_jax.zoo.generate")  # the module (the package exports a function)
+
+
+def best_of(fn, repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return min(times)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024])
+  parser.add_argument("--loop-models", type=int, default=16)
+  parser.add_argument("--epochs", type=int, default=75)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--skip-full", action="store_true", help="skip the full 1000-model generate() timing")
+  args = parser.parse_args(argv)
+
+  preset = presets.TETRIS_SEED
+  print(f"jax {jax.__version__}, devices {jax.devices()}")
+  hp_all = presets.build_hparams(preset, max(args.sizes + [args.loop_models]))
+  buckets = zoo_generate.plan_buckets(preset, hp_all, args.epochs, preset.checkpoints(args.epochs))
+  bucket = buckets[0]
+  data = zoo_train.to_device_data(datasets.load(preset.dataset))
+  steps_per_model = args.epochs * (data.x_train.shape[0] // preset.batch_size)
+
+  def inputs(n):
+    models = np.arange(n)
+    keys = zoo_generate.model_keys(0, hp_all["seed"][models])
+    return keys, jax.device_put(zoo_generate.trainer_inputs(bucket, hp_all, models))
+
+  # The loop baseline: the same train_one, jitted for one model, called once per model.
+  single = jax.jit(zoo_train.train_one, static_argnames="spec")
+  keys, hp = inputs(args.loop_models)
+  per_model = [{k: v[i] for k, v in hp.items()} for i in range(args.loop_models)]
+  t0 = time.perf_counter()
+  single(keys[0], per_model[0], data, spec=bucket.spec).weights.block_until_ready()
+  loop_compile = time.perf_counter() - t0
+  loop_time = best_of(lambda: [single(keys[i], per_model[i], data, spec=bucket.spec).weights
+                               for i in range(args.loop_models)], args.repeats)
+  loop_us = loop_time / (args.loop_models * steps_per_model) * 1e6
+  print(f"python loop over {args.loop_models} models: {loop_us:.2f} us/model-step, "
+        f"{args.loop_models / loop_time:.1f} models/s (compile {loop_compile:.1f} s)")
+
+  fn = jax.jit(jax.vmap(lambda k, h, d: zoo_train.train_one(k, h, d, bucket.spec), in_axes=(0, 0, None)))
+  best_us = None
+  for n in args.sizes:
+    keys, hp = inputs(n)
+    t0 = time.perf_counter()
+    compiled = fn.lower(keys, hp, data).compile()
+    compile_s = time.perf_counter() - t0
+    t = best_of(lambda: compiled(keys, hp, data).weights, args.repeats)
+    us = t / (n * steps_per_model) * 1e6
+    best_us = us if best_us is None else min(best_us, us)
+    print(f"vmap, {n:5d} models: {us:.2f} us/model-step, {n / t:.1f} models/s, "
+          f"{loop_us / us:.1f}x faster per model than the loop (compile {compile_s:.1f} s)")
+
+  if not args.skip_full:
+    zoo_generate.generate(preset, epochs=args.epochs, progress=False)  # compiles the generate() programs
+    t0 = time.perf_counter()
+    zoo = zoo_generate.generate(preset, epochs=args.epochs, progress=False)
+    full = time.perf_counter() - t0
+    print(f"full tetris_seed zoo ({zoo.num_models} models x {args.epochs} epochs) via generate(): {full:.2f} s "
+          f"warm, {zoo.num_models / full:.0f} models/s")
+
+
+if __name__ == "__main__":
+  main()

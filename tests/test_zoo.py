@@ -1,0 +1,216 @@
+"""Zoo generation and storage: vmapped = alone, lr 0, recorded metrics, storage, splits, errors."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wsl_jax import datasets, nets
+from wsl_jax import zoo as zoo_lib
+from wsl_jax.zoo import __main__ as zoo_cli
+from wsl_jax.zoo import presets
+from wsl_jax.zoo import train as zoo_train
+
+
+def _spec(**kw):
+  base = dict(net=nets.TETRIS_MLP, epochs=3, batch_size=32, checkpoint_epochs=(0, 1, 3), activation="tanh",
+              optimizer="adam", inits=("kaiming_uniform", "normal"))
+  return zoo_train.TrainSpec(**{**base, **kw})
+
+
+def _keys(seeds):
+  return jax.vmap(lambda s: jax.random.fold_in(jax.random.key(0), s))(jnp.asarray(seeds, jnp.uint32))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_vmapped_training_equals_training_alone(optimizer):
+  spec = _spec(optimizer=optimizer)
+  data = zoo_train.to_device_data(datasets.load("tetris"))
+  hp = zoo_train.default_hparams(6, lr=np.array([1e-3, 3e-3, 1e-2, 1e-3, 1e-4, 2e-3]),
+                                 init_index=np.array([0, 1, 0, 1, 0, 0]), momentum=0.5)
+  batch = zoo_train.compiled_trainer(spec)(_keys(range(1, 7)), hp, data)
+  for m in (1, 4):
+    alone = jax.jit(zoo_train.train_one, static_argnames="spec")(
+        jax.random.fold_in(jax.random.key(0), m + 1), {k: v[m] for k, v in hp.items()}, data, spec=spec)
+    np.testing.assert_allclose(batch.weights[m], alone.weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batch.metrics[m], alone.metrics, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_learning_rate_keeps_the_initialisation():
+  spec = _spec(inits=("kaiming_uniform",))
+  data = zoo_train.to_device_data(datasets.load("tetris"))
+  hp = zoo_train.default_hparams(3, lr=np.array([1e-2, 0.0, 1e-2]), wd=1e-3)
+  rec = zoo_train.compiled_trainer(spec)(_keys([1, 2, 3]), hp, data)
+  w = np.asarray(rec.weights)
+  np.testing.assert_array_equal(w[1, 1:], np.broadcast_to(w[1, 0], w[1, 1:].shape))
+  assert not np.allclose(w[0, 0], w[0, -1])
+  init = nets.init_weights(jax.random.split(jax.random.fold_in(jax.random.key(0), 2), 4)[0],
+                           nets.TETRIS_MLP.layout(), "kaiming_uniform")
+  np.testing.assert_array_equal(w[1, 0], init)
+
+
+def test_tetris_seed_zoo_has_spread_and_learns(tetris_zoo):
+  acc = tetris_zoo.properties["test_acc"]
+  assert tetris_zoo.weights.shape == (128, 76, 100)
+  assert not tetris_zoo.diverged.any()
+  final = acc[:, -1]
+  assert final.max() - final.min() >= 0.15, (final.min(), final.max())
+  means = acc.mean(0)
+  assert means[0] < 0.3 and means[-1] > 0.6
+  assert means[25] < means[50] < means[75]  # mean accuracy rises over epochs
+  np.testing.assert_array_equal(tetris_zoo.properties["epoch"][0], np.arange(76))
+  np.testing.assert_allclose(tetris_zoo.properties["ggap"],
+                             tetris_zoo.properties["train_acc"] - tetris_zoo.properties["test_acc"])
+  assert set(tetris_zoo.properties) >= {"test_acc", "train_acc", "test_loss", "train_loss", "ggap", "epoch",
+                                        "f1_class_0", "f1_class_1", "f1_class_2", "f1_class_3"}
+  np.testing.assert_array_equal(tetris_zoo.hparams["seed"], np.arange(1, 129))
+
+
+def test_recorded_metrics_equal_recomputed_ones(tetris_zoo):
+  from sklearn.metrics import f1_score
+  data = datasets.load("tetris")
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    m, e = rng.integers(128), rng.integers(76)
+    logits = np.asarray(tetris_zoo.forward(tetris_zoo.weights[m, e], data.x_test, m))
+    pred = logits.argmax(1)
+    assert tetris_zoo.properties["test_acc"][m, e] == pytest.approx((pred == data.y_test).mean(), abs=1e-6)
+    f1 = f1_score(data.y_test, pred, average=None, labels=range(4), zero_division=0)
+    for k in range(4):
+      assert tetris_zoo.properties[f"f1_class_{k}"][m, e] == pytest.approx(f1[k], abs=1e-5)
+    train_pred = np.asarray(tetris_zoo.forward(tetris_zoo.weights[m, e], data.x_train, m)).argmax(1)
+    assert tetris_zoo.properties["train_acc"][m, e] == pytest.approx((train_pred == data.y_train).mean(), abs=1e-6)
+
+
+def test_same_seed_same_zoo_and_other_seed_other_zoo():
+  a = zoo_lib.generate("tetris_seed", num_models=4, epochs=2, progress=False)
+  b = zoo_lib.generate("tetris_seed", num_models=4, epochs=2, progress=False)
+  c = zoo_lib.generate("tetris_seed", num_models=4, epochs=2, seed=1, progress=False)
+  np.testing.assert_array_equal(a.weights, b.weights)
+  assert not np.allclose(a.weights, c.weights)
+
+
+def test_save_load_is_bit_identical(tmp_path, tetris_zoo):
+  small = tetris_zoo.subset(models=np.arange(10), checkpoints=np.arange(0, 76, 5))
+  path = zoo_lib.save(small, str(tmp_path / "z"))
+  loaded = zoo_lib.load(path)
+  np.testing.assert_array_equal(loaded.weights, small.weights)
+  np.testing.assert_array_equal(loaded.epochs, small.epochs)
+  np.testing.assert_array_equal(loaded.diverged, small.diverged)
+  for group in ("properties", "hparams"):
+    a, b = getattr(small, group), getattr(loaded, group)
+    assert set(a) == set(b)
+    for k in a:
+      assert a[k].dtype == b[k].dtype
+      np.testing.assert_array_equal(a[k], b[k])
+  assert loaded.net == small.net and loaded.layout == small.layout and loaded.dataset == "tetris"
+  # Readable with numpy and json alone.
+  meta = json.load(open(os.path.join(path, "zoo.json")))
+  assert meta["layout"]["num_params"] == 100
+  np.testing.assert_array_equal(np.load(os.path.join(path, "weights.npy")), small.weights)
+
+
+def test_generate_to_disk_then_cli_info(tmp_path, capsys):
+  out = str(tmp_path / "cli_zoo")
+  assert zoo_cli.main(["generate", "--preset", "tetris_seed", "--out", out, "--models", "6", "--epochs", "2",
+                       "--quiet"]) == 0
+  assert not os.path.exists(out + ".partial")
+  assert sorted(os.listdir(out)) == ["diverged.npy", "hparams.npz", "properties.npz", "weights.npy", "zoo.json"]
+  z = zoo_lib.load(out)
+  assert z.weights.shape == (6, 3, 100)
+  assert zoo_cli.main(["info", out]) == 0
+  assert "6 models x 3 checkpoints" in capsys.readouterr().out
+  # An existing zoo is not overwritten by accident.
+  assert zoo_cli.main(["generate", "--preset", "tetris_seed", "--out", out, "--models", "6", "--epochs", "2",
+                       "--quiet"]) == 2
+
+
+def test_splits_are_disjoint_seeded_and_sized():
+  s = zoo_lib.split_models(1000, seed=42)
+  assert (len(s.train), len(s.val), len(s.test)) == (700, 150, 150)
+  ids = np.concatenate([s.train, s.val, s.test])
+  assert len(set(ids.tolist())) == 1000
+  assert not set(s.train) & set(s.test) and not set(s.train) & set(s.val) and not set(s.val) & set(s.test)
+  s2 = zoo_lib.split_models(1000, seed=42)
+  np.testing.assert_array_equal(s.test, s2.test)
+  assert not np.array_equal(zoo_lib.split_models(1000, seed=1).test, s.test)
+  excluded = np.zeros(1000, bool)
+  excluded[:100] = True
+  s3 = zoo_lib.split_models(1000, exclude=excluded)
+  assert min(np.concatenate([s3.train, s3.val, s3.test])) >= 100
+  with pytest.raises(ValueError, match="sum"):
+    zoo_lib.split_models(10, fractions=(0.5, 0.2, 0.2))
+
+
+def test_zoo_samples_are_model_major(tetris_zoo):
+  w, props, model_ids = tetris_zoo.samples(np.array([3, 7]), checkpoints=np.array([0, 10]))
+  assert w.shape == (4, 100)
+  np.testing.assert_array_equal(model_ids, [3, 3, 7, 7])
+  np.testing.assert_array_equal(w[1], tetris_zoo.weights[3, 10])
+  np.testing.assert_array_equal(props["epoch"], [0, 10, 0, 10])
+
+
+def test_diverged_runs_are_flagged_not_dropped():
+  preset = dataclasses.replace(presets.TETRIS_SEED, name="diverging", fixed=(
+      ("activation", "relu"), ("init", "normal"), ("optimizer", "sgd"), ("lr", 1e30)))
+  z = zoo_lib.generate(preset, num_models=4, epochs=2, progress=False)
+  assert z.diverged.all() and z.weights.shape == (4, 3, 100)
+  ok = zoo_lib.generate("tetris_seed", num_models=2, epochs=2, progress=False)
+  assert not ok.diverged.any()
+  assert len(z.split().train) == 0  # diverged models are excluded from splits by default
+
+
+def test_tetris_hyp_grid_is_the_papers():
+  hp = presets.build_hparams(presets.TETRIS_HYP)
+  assert len(hp["seed"]) == 3600
+  combos = set(zip(hp["activation"], hp["init"], hp["lr"].round(8), hp["seed"]))
+  assert len(combos) == 3600
+  assert set(hp["activation"]) == {"tanh", "relu"} and len(set(hp["init"])) == 6
+  assert sorted(set(hp["lr"].round(8))) == [1e-5, 1e-4, 1e-3]
+  assert sorted(set(hp["seed"].tolist())) == list(range(1, 101))
+  sub = presets.build_hparams(presets.TETRIS_HYP, num_models=100, seed=3)
+  assert len(sub["seed"]) == 100 and len(set(sub["init"])) == 6
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, tetris_zoo):
+  with pytest.raises(ValueError, match="unknown zoo preset"):
+    zoo_lib.generate("tetris_sed")
+  with pytest.raises(ValueError, match="has 3600 models"):
+    presets.build_hparams(presets.TETRIS_HYP, num_models=4000)
+  with pytest.raises(ValueError, match="checkpoint_epochs"):
+    _spec(checkpoint_epochs=(0, 5))
+  with pytest.raises(ValueError, match="unknown optimizer"):
+    _spec(optimizer="lbfgs")
+  with pytest.raises(zoo_lib.ZooFormatError, match="does not exist"):
+    zoo_lib.load(str(tmp_path / "nothing"))
+  path = zoo_lib.save(tetris_zoo.subset(models=np.arange(3)), str(tmp_path / "z"))
+  with open(os.path.join(path, "weights.npy"), "r+b") as f:  # truncate
+    f.truncate(os.path.getsize(os.path.join(path, "weights.npy")) - 8)
+  with pytest.raises(zoo_lib.ZooFormatError, match="truncated"):
+    zoo_lib.load(path)
+  path = zoo_lib.save(tetris_zoo.subset(models=np.arange(3)), str(tmp_path / "z2"))
+  with open(os.path.join(path, "diverged.npy"), "r+b") as f:  # same size, other content
+    f.seek(-1, 2)
+    f.write(b"\x01")
+  with pytest.raises(zoo_lib.ZooFormatError, match="SHA-256"):
+    zoo_lib.load(path)
+  os.remove(os.path.join(path, "zoo.json"))
+  with pytest.raises(zoo_lib.ZooFormatError, match="no zoo.json"):
+    zoo_lib.load(path)
+  with pytest.raises(ValueError, match="expected"):
+    tetris_zoo.forward(np.zeros(99), np.zeros((2, 16)), 0)
+
+
+def test_a_failed_save_leaves_no_zoo(tmp_path, tetris_zoo, monkeypatch):
+  from wsl_jax.zoo import io as zoo_io
+
+  def boom(*args, **kwargs):
+    raise KeyboardInterrupt("killed")
+  monkeypatch.setattr(zoo_io, "zoo_meta", boom)
+  with pytest.raises(KeyboardInterrupt):
+    zoo_lib.save(tetris_zoo.subset(models=np.arange(2)), str(tmp_path / "z"))
+  assert os.listdir(tmp_path) == []
