@@ -33,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
   gen.add_argument("--preset", required=True, help=f"one of: {', '.join(sorted(zoo_presets.PRESETS))}")
   gen.add_argument("--out", required=True, help="output folder")
   gen.add_argument("--models", type=int, default=None, help="number of models (default: the preset's)")
-  gen.add_argument("--paper", action="store_true", help="the paper's zoo size (default: the CPU-sized one)")
+  gen.add_argument("--paper", action="store_true",
+                   help="the paper's zoo size, epochs and data (default: the CPU-sized zoo)")
   gen.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
   gen.add_argument("--seed", type=int, default=0, help="zoo seed (default 0)")
-  gen.add_argument("--chunk-size", type=int, default=512, help="models per compiled call (default 512)")
+  gen.add_argument("--chunk-size", type=int, default=None,
+                   help="models per compiled call (default: the preset's, else 512)")
   gen.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out")
   gen.add_argument("--quiet", action="store_true", help="no progress bar")
   info = sub.add_parser("info", help="print a zoo's summary")
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     preset = zoo_presets.get(args.preset)
   except ValueError as e:
     parser.error(str(e))
-  num_models = args.models if args.models is not None else (preset.paper_models if args.paper else None)
+  if args.paper:  # the paper's zoo size, epochs and data (`ZooPreset.paper_scale`)
+    preset = preset.paper_scale()
+  num_models = args.models
   t0 = time.time()
   try:
     zoo = generate(preset, num_models=num_models, epochs=args.epochs, seed=args.seed, out=args.out,

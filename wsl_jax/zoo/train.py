@@ -4,8 +4,12 @@
 (`lax.scan` over epochs, and over mini-batches inside each epoch, data on device), and records the flat
 weights and the evaluation metrics at every checkpoint epoch. Everything that differs between models
 of one compiled program is a traced array (key, learning rate, weight decay, momentum, dropout, train
-fraction, initializer index); discrete choices that change the program (activation, optimizer) are
-static fields of `TrainSpec`: the generator buckets models by them (`jax_notes.md` §3.3).
+fraction, initializer index, initializer std); discrete choices that change the program (activation,
+optimizer) are static fields of `TrainSpec`: the generator buckets models by them (`jax_notes.md` §3.3).
+
+For large data sets the training-set metrics can be computed on a fixed subset of the training set
+(`TrainSpec.train_eval_size`), and every split is evaluated in chunks of `eval_batch_size` examples so
+that memory stays bounded.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ CONTINUOUS_HPARAMS = {
     "momentum": 0.0,       # SGD momentum
     "dropout": 0.0,        # dropout rate after every activation
     "train_fraction": 1.0,  # fraction of the training set this model sees
+    "init_std": nets.DEFAULT_INIT_STD,  # std of the "RandomNormal" / "TruncatedNormal" initializers
 }
 
 
@@ -48,14 +53,21 @@ class TrainSpec:
   eval_batch_size: int = 0  # 0: evaluate each split in one batch; else in chunks of this size
   dropout: bool = False  # models of this program use dropout (rate per model in hparams)
   train_subsets: bool = False  # models train on per-model subsets (train_fraction per model)
+  train_eval_size: int = 0  # 0: training metrics on the whole training set; else on a fixed subset this big
+  conv_impl: str = "taps"  # how conv layers are computed (`nets.CONV_IMPLS`)
 
   def __post_init__(self):
     nets.get_activation(self.activation)
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
     for name in self.inits:
-      if name not in nets.INITIALIZERS:
-        raise ValueError(f"unknown initializer {name!r}; choose from {nets.INITIALIZERS}")
+      if name not in nets.ALL_INITIALIZERS:
+        raise ValueError(f"unknown initializer {name!r}; choose from {nets.ALL_INITIALIZERS}")
+    if self.conv_impl not in nets.CONV_IMPLS:
+      raise ValueError(f"unknown conv implementation {self.conv_impl!r}; choose from {nets.CONV_IMPLS}")
+    if self.train_eval_size < 0 or self.eval_batch_size < 0:
+      raise ValueError(f"train_eval_size and eval_batch_size must be >= 0, got {self.train_eval_size}, "
+                       f"{self.eval_batch_size}")
     if self.epochs < 0 or self.batch_size < 1:
       raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
     ck = tuple(int(e) for e in self.checkpoint_epochs)
@@ -103,7 +115,8 @@ def _kernel_mask(spec: TrainSpec) -> np.ndarray:
 
 
 def _logits(spec: TrainSpec, w: jax.Array, x: jax.Array, dropout_rate=0.0, dropout_key=None) -> jax.Array:
-  return nets.apply(spec.net, w, x, spec.activation, dropout_rate=dropout_rate, dropout_key=dropout_key)
+  return nets.apply(spec.net, w, x, spec.activation, dropout_rate=dropout_rate, dropout_key=dropout_key,
+                    conv_impl=spec.conv_impl)
 
 
 def _cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -135,11 +148,26 @@ def _split_metrics(spec: TrainSpec, w: jax.Array, x: jax.Array, y: jax.Array, nu
   return jax.tree.map(lambda s: s.sum(0), stats)
 
 
+def train_eval_indices(n_train: int, train_eval_size: int) -> np.ndarray | None:
+  """The training examples the training metrics are computed on: None = all of them; else a fixed
+  random subset of `train_eval_size` (sorted; the same for every model and zoo)."""
+  if train_eval_size <= 0 or train_eval_size >= n_train:
+    return None
+  return np.sort(np.random.default_rng(0x7E57).permutation(n_train)[:train_eval_size])
+
+
 def evaluate(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int) -> jax.Array:
-  """Metrics vector (see `metric_names`) of flat weights `w`: losses, accuracies, test F1 per class."""
-  tr_loss, tr_correct, *_ = _split_metrics(spec, w, data.x_train, data.y_train, num_classes)
+  """Metrics vector (see `metric_names`) of flat weights `w`: losses, accuracies, test F1 per class.
+
+  Training metrics use the subset `train_eval_indices(n_train, spec.train_eval_size)` when it is set.
+  """
+  x_tr, y_tr = data.x_train, data.y_train
+  subset = train_eval_indices(x_tr.shape[0], spec.train_eval_size)
+  if subset is not None:
+    x_tr, y_tr = x_tr[subset], y_tr[subset]
+  tr_loss, tr_correct, *_ = _split_metrics(spec, w, x_tr, y_tr, num_classes)
   te_loss, te_correct, tp, n_pred, n_true = _split_metrics(spec, w, data.x_test, data.y_test, num_classes)
-  n_tr, n_te = data.x_train.shape[0], data.x_test.shape[0]
+  n_tr, n_te = x_tr.shape[0], data.x_test.shape[0]
   denom = n_pred + n_true
   f1 = jnp.where(denom > 0, 2.0 * tp / jnp.maximum(denom, 1.0), 0.0)  # sklearn's zero_division=0
   return jnp.concatenate([jnp.stack([tr_loss / n_tr, tr_correct / n_tr, te_loss / n_te, te_correct / n_te]),
@@ -186,7 +214,8 @@ def train_one(key: jax.Array, hp: dict[str, jax.Array], data: Data, spec: TrainS
   Args:
     key: the model's PRNG key (initialisation, data order, dropout).
     hp: per-model hyper-parameters: every key of `CONTINUOUS_HPARAMS` and "init_index" (an index into
-      `spec.inits`). Scalars here; arrays of shape (M,) under `jax.vmap`.
+      `spec.inits`). Scalars here; arrays of shape (M,) under `jax.vmap`. A missing "init_std" means
+      `nets.DEFAULT_INIT_STD`.
     data: the data set on device, and the zoo's data-order key.
     spec: the static training settings.
 
@@ -203,7 +232,8 @@ def train_one(key: jax.Array, hp: dict[str, jax.Array], data: Data, spec: TrainS
   kernel_mask = jnp.asarray(_kernel_mask(spec), jnp.float32)
 
   k_init, k_subset, k_order, k_drop = jax.random.split(key, 4)
-  w0 = nets.init_weights_choice(k_init, layout, spec.inits, hp["init_index"], spec.bias_value)
+  w0 = nets.init_weights_choice(k_init, layout, spec.inits, hp["init_index"], spec.bias_value,
+                                hp.get("init_std", nets.DEFAULT_INIT_STD))
   if spec.train_subsets:
     # This model sees the first `n_seen` examples of its own fixed shuffle.
     n_seen = jnp.clip(jnp.floor(hp["train_fraction"] * n_train), spec.batch_size, n_train).astype(jnp.int32)
