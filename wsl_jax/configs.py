@@ -1,0 +1,366 @@
+"""Configurations of hyper-representation learning: frozen dataclasses and named presets.
+
+A `TrainConfig` holds everything a self-supervised run needs except the data and the seed: the model
+(`ModelConfig`), the loss (`LossConfig`), the training and evaluation augmentations (`AugmentConfig`) and
+the optimisation settings. Configs are hashable (they are static arguments of jitted functions) and
+round-trip through JSON (`to_dict` / `from_dict`).
+
+Presets (`preset(name)`) carry the values of the original code's experiment configs (reference.md §4,
+§6), which differ from the paper text in places (B5: e.g. tetris uses 4 heads and d = 256, not 1 head
+and d = 128). `small` is a CPU preset for quick runs and tests.
+
+The ablations of the paper are variants of a config, not separate models:
+  >>> from wsl_jax import configs
+  >>> cfg = configs.with_architecture(configs.preset("tetris"), "AttW")
+  >>> cfg.model.tokens, cfg.model.compression_token
+  ('weight', False)
+  >>> configs.with_loss(cfg, "ED").loss.gamma
+  0.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+ARCHS = ("attention", "ff")
+TOKEN_KINDS = ("neuron", "weight")
+NORMS = ("layernorm", "original")
+HEAD_BN_EVAL = ("running", "batch")
+CONTRASTS = ("ntxent", "positive", "positive_code")
+TARGETS = ("augmented", "denoised", "original")
+ERASE_MODES = ("original", "uniform")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_rate(name: str, value: Any, upper_open: bool = True) -> None:
+  ok = 0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
+  if not ok:
+    raise ValueError(f"{name} must be in [0, 1{')' if upper_open else ']'}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The auto-encoder and its projection head (reference.md §4).
+
+  Attributes:
+    arch: "attention" (transformer encoder/decoder) or "ff" (the feed-forward baseline).
+    tokens: "neuron" (one token per neuron / kernel) or "weight" (one token per scalar).
+    compression_token: prepend a learned token whose output is the representation; without it the
+      whole output sequence is flattened into the bottleneck.
+    dim: token dimension d.
+    heads: attention heads (dim must be divisible by heads).
+    ff_dim: hidden width of each block's feed-forward part.
+    blocks: transformer blocks in the encoder and again in the decoder.
+    latent_dim: size L of the hyper-representation z (tanh-bounded).
+    dropout: dropout rate after attention and in / after the feed-forward parts (FF baseline: after
+      every hidden layer).
+    attention_dropout: dropout rate on the attention probabilities (the original hard-codes 0.1).
+    norm: "layernorm" (standard LayerNorm, eps 1e-5 inside the sqrt) or "original" (the original's
+      norm: unbiased std, eps 1e-6 added to the std; reference.md B15).
+    ff_hidden_layers: FF baseline only: hidden layers of its encoder (and of its decoder).
+    head_layers: projection head: number of Linear-BN-ReLU groups before the last Linear-BN.
+    head_hidden: projection head hidden width.
+    head_out: projection head output width.
+    head_bn_eval: how the head's BatchNorms normalise in evaluation: "running" (running averages,
+      standard) or "batch" (batch statistics, as the original, whose loss module never left train mode;
+      reference.md B6). Training always uses batch statistics and updates the running averages.
+  """
+
+  arch: str = "attention"
+  tokens: str = "neuron"
+  compression_token: bool = True
+  dim: int = 256
+  heads: int = 4
+  ff_dim: int = 512
+  blocks: int = 2
+  latent_dim: int = 50
+  dropout: float = 0.1
+  attention_dropout: float = 0.1
+  norm: str = "layernorm"
+  ff_hidden_layers: int = 10
+  head_layers: int = 3
+  head_hidden: int = 50
+  head_out: int = 20
+  head_bn_eval: str = "running"
+
+  def __post_init__(self):
+    _check_choice("model.arch", self.arch, ARCHS)
+    _check_choice("model.tokens", self.tokens, TOKEN_KINDS)
+    _check_choice("model.norm", self.norm, NORMS)
+    _check_choice("model.head_bn_eval", self.head_bn_eval, HEAD_BN_EVAL)
+    for name in ("dim", "heads", "ff_dim", "blocks", "latent_dim", "ff_hidden_layers", "head_hidden",
+                 "head_out"):
+      _check_positive_int(f"model.{name}", getattr(self, name))
+    if not isinstance(self.head_layers, int) or self.head_layers < 0:
+      raise ValueError(f"model.head_layers must be a non-negative integer, got {self.head_layers!r}")
+    if self.dim % self.heads:
+      raise ValueError(f"model.dim={self.dim} is not divisible by model.heads={self.heads}")
+    _check_rate("model.dropout", self.dropout)
+    _check_rate("model.attention_dropout", self.attention_dropout)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """`gamma * contrast + (1 - gamma) * MSE` (reference.md §5).
+
+  Attributes:
+    contrast: "ntxent" (SimCLR NT-Xent; EcD), "positive" (positive pairs only, as the paper's eq. 3:
+      -cos + log T; Ec+D as written), or "positive_code" (what the original code computes for Ec+D,
+      mean((cos / T)^2) / (2B); reference.md B1).
+    gamma: weight of the contrastive term; 0 = reconstruction only (ED), 1 = contrast only (Ec).
+    temperature: temperature T of the contrastive terms.
+  """
+
+  contrast: str = "ntxent"
+  gamma: float = 0.5
+  temperature: float = 0.1
+
+  def __post_init__(self):
+    _check_choice("loss.contrast", self.contrast, CONTRASTS)
+    _check_rate("loss.gamma", self.gamma, upper_open=False)
+    if not self.temperature > 0:
+      raise ValueError(f"loss.temperature must be positive, got {self.temperature!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+  """Augmentation of each view: permutation -> additive noise -> block erasing (reference.md §3).
+
+  The keyword arguments of `wsl_jax.augment.augment` / `two_views`. `erase_mode` "original" is the
+  original code's placement rule (up to 10 tries, else no erasing), "uniform" always places a block.
+  """
+
+  permute: bool = True
+  noise_std: float = 0.0
+  erase_p: float = 0.5
+  erase_scale: tuple[float, float] = (0.02, 0.33)
+  erase_value: float = 0.0
+  erase_mode: str = "original"
+
+  def __post_init__(self):
+    object.__setattr__(self, "erase_scale", tuple(float(s) for s in self.erase_scale))
+    _check_choice("augment.erase_mode", self.erase_mode, ERASE_MODES)
+    if self.noise_std < 0:
+      raise ValueError(f"augment.noise_std must be non-negative, got {self.noise_std!r}")
+    _check_rate("augment.erase_p", self.erase_p, upper_open=False)
+    lo, hi = self.erase_scale if len(self.erase_scale) == 2 else (None, None)
+    if lo is None or not 0.0 <= lo <= hi <= 1.0:
+      raise ValueError(f"augment.erase_scale must be (low, high) with 0 <= low <= high <= 1, "
+                       f"got {self.erase_scale!r}")
+
+  def kwargs(self) -> dict[str, Any]:
+    return {"permute": self.permute, "noise_std": self.noise_std, "erase_p": self.erase_p,
+            "erase_scale": self.erase_scale, "erase_value": self.erase_value, "erase_mode": self.erase_mode}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """A self-supervised training run (reference.md §6).
+
+  Attributes:
+    model, loss: see `ModelConfig`, `LossConfig`.
+    augment: augmentation of the training views.
+    eval_augment: augmentation of the validation / test views (the original permutes test views but
+      neither erases nor adds noise).
+    target: reconstruction target: "augmented" (the augmented view itself, as the original code;
+      reference.md B2), "denoised" (the view before noise and erasing: the permuted weights, i.e. the
+      same network), or "original" (the un-augmented input weights; only meaningful without
+      permutation, since the model cannot know which permutation was applied).
+    batch_size: training batch size (the last partial batch of an epoch is dropped).
+    epochs: training epochs.
+    lr: Adam learning rate.
+    weight_decay: coupled L2 (added to the gradient before Adam, as PyTorch's Adam).
+    plateau_factor, plateau_patience, plateau_threshold: reduce-on-plateau of the epoch-mean training
+      loss, as PyTorch's ReduceLROnPlateau(mode="min", threshold_mode="rel", cooldown=0).
+    eval_every: evaluate on val/test every this many epochs (and after the last epoch).
+    checkpoint_every: checkpoint every this many epochs (and after the last epoch).
+    keep_checkpoints: how many checkpoints to keep.
+    eval_batch_size: batch size of evaluation and embedding (the last batch is padded).
+  """
+
+  model: ModelConfig = ModelConfig()
+  loss: LossConfig = LossConfig()
+  augment: AugmentConfig = AugmentConfig()
+  eval_augment: AugmentConfig = AugmentConfig(erase_p=0.0)
+  target: str = "augmented"
+  batch_size: int = 500
+  epochs: int = 1000
+  lr: float = 1e-4
+  weight_decay: float = 1e-9
+  plateau_factor: float = 0.3
+  plateau_patience: int = 10
+  plateau_threshold: float = 1e-4
+  eval_every: int = 10
+  checkpoint_every: int = 10
+  keep_checkpoints: int = 2
+  eval_batch_size: int = 500
+
+  def __post_init__(self):
+    for name, cls in (("model", ModelConfig), ("loss", LossConfig), ("augment", AugmentConfig),
+                      ("eval_augment", AugmentConfig)):
+      if not isinstance(getattr(self, name), cls):
+        raise ValueError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+    _check_choice("target", self.target, TARGETS)
+    for name in ("batch_size", "epochs", "eval_every", "checkpoint_every", "keep_checkpoints",
+                 "eval_batch_size", "plateau_patience"):
+      _check_positive_int(name, getattr(self, name))
+    if not self.lr > 0:
+      raise ValueError(f"lr must be positive, got {self.lr!r}")
+    if self.weight_decay < 0:
+      raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+    if not 0.0 < self.plateau_factor < 1.0:
+      raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
+    if not 0.0 <= self.plateau_threshold < 1.0:
+      raise ValueError(f"plateau_threshold must be in [0, 1), got {self.plateau_threshold!r}")
+    if self.loss.contrast == "ntxent" and self.loss.gamma > 0 and self.batch_size < 2:
+      raise ValueError("NT-Xent needs at least 2 samples per batch (the negatives)")
+
+  # ---- serialisation ------------------------------------------------------------------------------
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+    sub = {"model": ModelConfig, "loss": LossConfig, "augment": AugmentConfig, "eval_augment": AugmentConfig}
+    _check_fields(cls, d, "TrainConfig")
+    kwargs = {}
+    for k, v in d.items():
+      if k in sub:
+        _check_fields(sub[k], v, k)
+        kwargs[k] = sub[k](**v)
+      else:
+        kwargs[k] = v
+    return cls(**kwargs)
+
+  def replace(self, **overrides: Any) -> TrainConfig:
+    """A copy with fields replaced; dotted names reach into sub-configs: `replace(**{"model.dim": 64})`."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+      head, _, rest = key.partition(".")
+      if not hasattr(self, head):
+        raise ValueError(f"TrainConfig has no field {head!r}")
+      if rest:
+        if not dataclasses.is_dataclass(getattr(self, head)):
+          raise ValueError(f"{head} is not a sub-config; cannot set {key!r}")
+        nested.setdefault(head, {})[rest] = value
+      else:
+        top[key] = value
+    for head, values in nested.items():
+      sub = top.get(head, getattr(self, head))
+      unknown = set(values) - {f.name for f in dataclasses.fields(sub)}
+      if unknown:
+        raise ValueError(f"{head} has no field(s) {sorted(unknown)}")
+      top[head] = dataclasses.replace(sub, **values)
+    return dataclasses.replace(self, **top)
+
+
+def _check_fields(cls: type, d: Any, what: str) -> None:
+  if not isinstance(d, Mapping):
+    raise ValueError(f"{what} must be a mapping, got {type(d).__name__}")
+  unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+  if unknown:
+    raise ValueError(f"unknown {what} fields {sorted(unknown)}")
+
+
+# ---- presets ----------------------------------------------------------------------------------------
+
+def _paper(dim: int, heads: int, ff_dim: int, blocks: int, latent: int, head: tuple[int, int, int],
+           gamma: float, epochs: int, contrast: str = "ntxent") -> TrainConfig:
+  """The common settings of the original experiment configs (reference.md §4, §6)."""
+  layers, hidden, out = head
+  return TrainConfig(
+      model=ModelConfig(dim=dim, heads=heads, ff_dim=ff_dim, blocks=blocks, latent_dim=latent,
+                        head_layers=layers, head_hidden=hidden, head_out=out, dropout=0.1,
+                        attention_dropout=0.1, norm="original"),
+      loss=LossConfig(contrast=contrast, gamma=gamma, temperature=0.1),
+      batch_size=500, epochs=epochs, lr=1e-4, weight_decay=1e-9)
+
+
+_PRESETS: dict[str, TrainConfig] = {
+    # Own zoos (reference.md §4 table; epochs = ray iterations x 10).
+    "tetris": _paper(256, 4, 512, 2, 50, (3, 50, 20), 0.5, 1000),
+    "tetris_hyp": _paper(256, 4, 900, 2, 50, (3, 50, 20), 0.5, 1000),
+    "mnist_seed": _paper(800, 4, 900, 2, 700, (4, 400, 50), 0.1, 500),
+    "mnist_hyp_1_fix": _paper(800, 2, 1000, 4, 700, (4, 400, 50), 0.5, 500),
+    "mnist_hyp_1_rand": _paper(800, 2, 900, 4, 700, (4, 400, 20), 0.15, 500),
+    "mnist_hyp_5_fix": _paper(800, 4, 900, 2, 700, (4, 400, 20), 0.5, 500),
+    "mnist_hyp_5_rand": _paper(800, 2, 900, 4, 500, (2, 400, 50), 0.5, 500),
+    "fmnist_seed": _paper(800, 4, 900, 2, 700, (4, 400, 50), 0.1, 500),
+    # Unterthiner et al. zoos.
+    "unterthiner_mnist": _paper(512, 4, 1000, 4, 1200, (4, 400, 50), 0.1, 200),
+    "unterthiner_fmnist": _paper(512, 4, 1000, 4, 1200, (4, 400, 50), 0.85, 200),
+    "unterthiner_svhn": _paper(512, 4, 1000, 4, 1200, (4, 400, 50), 0.85, 250),
+    "unterthiner_cifar10": _paper(512, 4, 1000, 4, 1200, (4, 400, 50), 0.5, 250, contrast="positive_code"),
+    # Quick CPU runs and tests: same structure, a fraction of the width.
+    "small": TrainConfig(
+        model=ModelConfig(dim=64, heads=2, ff_dim=128, blocks=2, latent_dim=16, head_layers=2,
+                          head_hidden=32, head_out=16),
+        loss=LossConfig(contrast="ntxent", gamma=0.5, temperature=0.1),
+        batch_size=100, epochs=50, lr=3e-3, eval_every=5, checkpoint_every=5, eval_batch_size=500),
+}
+
+
+def preset_names() -> tuple[str, ...]:
+  return tuple(_PRESETS)
+
+
+def preset(name: str) -> TrainConfig:
+  """The named preset; see `preset_names()`."""
+  if name not in _PRESETS:
+    raise ValueError(f"unknown preset {name!r}; choose from {preset_names()}")
+  return _PRESETS[name]
+
+
+# ---- ablation variants (reference.md §8) ------------------------------------------------------------
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "FF": {"arch": "ff"},
+    "AttW": {"arch": "attention", "tokens": "weight", "compression_token": False},
+    "AttW+t": {"arch": "attention", "tokens": "weight", "compression_token": True},
+    "AttN": {"arch": "attention", "tokens": "neuron", "compression_token": False},
+    "AttN+t": {"arch": "attention", "tokens": "neuron", "compression_token": True},
+}
+
+# The original multiplies the learning rate of the FF baseline by 3 (`vanilla_lr_factor`).
+FF_LR_FACTOR = 3.0
+
+LOSSES: dict[str, dict[str, Any]] = {
+    "Ec": {"contrast": "ntxent", "gamma": 1.0},
+    "ED": {"gamma": 0.0},
+    "EcD": {"contrast": "ntxent", "gamma": 0.5},
+    "Ec+D": {"contrast": "positive", "gamma": 0.5},          # the paper's eq. 3
+    "Ec+D(code)": {"contrast": "positive_code", "gamma": 0.5},  # the original code (reference.md B1)
+}
+
+
+def with_architecture(config: TrainConfig, name: str) -> TrainConfig:
+  """`config` with the architecture of ablation `name` (FF, AttW, AttW+t, AttN, AttN+t).
+
+  FF also multiplies the learning rate by `FF_LR_FACTOR`, as the original.
+  """
+  if name not in ARCHITECTURES:
+    raise ValueError(f"unknown architecture {name!r}; choose from {tuple(ARCHITECTURES)}")
+  out = dataclasses.replace(config, model=dataclasses.replace(config.model, **ARCHITECTURES[name]))
+  if name == "FF":
+    out = dataclasses.replace(out, lr=config.lr * FF_LR_FACTOR)
+  return out
+
+
+def with_loss(config: TrainConfig, name: str) -> TrainConfig:
+  """`config` with the loss of ablation `name` (Ec, ED, EcD, Ec+D, Ec+D(code))."""
+  if name not in LOSSES:
+    raise ValueError(f"unknown loss variant {name!r}; choose from {tuple(LOSSES)}")
+  return dataclasses.replace(config, loss=dataclasses.replace(config.loss, **LOSSES[name]))
