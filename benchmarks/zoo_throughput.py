@@ -8,13 +8,19 @@ epoch evaluated and recorded) it prints, after compilation (compile time reporte
   * the same for a Python loop that calls the jitted single-model trainer once per model,
   * the ratio (per model) of the two, measured in the same run,
   * the wall time of `wsl_jax.zoo.generate("tetris_seed")` for the full zoo (1000 models x 75 epochs),
-    warm (its programs already compiled).
+    warm (its programs already compiled), with the model axis sharded over one XLA CPU device per core
+    (`wsl_jax.runtime.configure`, as the CLI and experiments do) and, in a subprocess, on one device.
+
+The vmap and loop timings run on one device, so their ratio compares vectorisation alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import subprocess
+import sys
 import time
 
 import jax
@@ -44,10 +50,16 @@ def main(argv=None) -> None:
   parser.add_argument("--epochs", type=int, default=75)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--skip-full", action="store_true", help="skip the full 1000-model generate() timing")
+  parser.add_argument("--full-only", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
+  from wsl_jax import runtime
+  runtime.configure(compilation_cache=False)
+  if args.full_only:
+    full_zoo(args.epochs)
+    return
 
   preset = presets.TETRIS_SEED
-  print(f"jax {jax.__version__}, devices {jax.devices()}")
+  print(f"jax {jax.__version__}, devices {jax.devices()}, {os.cpu_count()} cores")
   hp_all = presets.build_hparams(preset, max(args.sizes + [args.loop_models]))
   buckets = zoo_generate.plan_buckets(preset, hp_all, args.epochs, preset.checkpoints(args.epochs))
   bucket = buckets[0]
@@ -86,12 +98,24 @@ def main(argv=None) -> None:
           f"{loop_us / us:.1f}x faster per model than the loop (compile {compile_s:.1f} s)")
 
   if not args.skip_full:
-    zoo_generate.generate(preset, epochs=args.epochs, progress=False)  # compiles the generate() programs
-    t0 = time.perf_counter()
-    zoo = zoo_generate.generate(preset, epochs=args.epochs, progress=False)
-    full = time.perf_counter() - t0
-    print(f"full tetris_seed zoo ({zoo.num_models} models x {args.epochs} epochs) via generate(): {full:.2f} s "
-          f"warm, {zoo.num_models / full:.0f} models/s")
+    sharded = full_zoo(args.epochs)
+    env = dict(os.environ, WSL_JAX_CPU_DEVICES="1")
+    out = subprocess.run([sys.executable, __file__, "--full-only", "--epochs", str(args.epochs)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    print(out.strip())
+    one = float(out.split("generate(): ")[1].split(" s")[0])
+    print(f"sharding over {len(jax.devices())} CPU devices: {one / sharded:.2f}x faster than one device")
+
+
+def full_zoo(epochs: int) -> float:
+  preset = presets.TETRIS_SEED
+  zoo_generate.generate(preset, epochs=epochs, progress=False)  # compiles the generate() programs
+  t0 = time.perf_counter()
+  zoo = zoo_generate.generate(preset, epochs=epochs, progress=False)
+  full = time.perf_counter() - t0
+  print(f"full tetris_seed zoo ({zoo.num_models} models x {epochs} epochs) via generate() on "
+        f"{len(jax.devices())} device(s): {full:.2f} s warm, {zoo.num_models / full:.0f} models/s")
+  return full
 
 
 if __name__ == "__main__":

@@ -17,14 +17,6 @@ from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo import presets as zoo_presets
 
 
-def _setup_jax() -> None:
-  import jax
-  cache = os.environ.get("WSL_JAX_COMPILATION_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "wsl_jax", "jax"))
-  if cache:
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m wsl_jax.zoo", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
       return 1
     return 0
 
-  _setup_jax()
+  from wsl_jax import runtime
+  runtime.configure()
   from wsl_jax.zoo.generate import generate
   try:
     preset = zoo_presets.get(args.preset)
