@@ -310,3 +310,8 @@ np.save(os.path.join(sys.argv[1], "params.npy"), np.asarray(r.state["params"]))
   proc.wait()
   subprocess.run([sys.executable, str(path), str(tmp_path / "b")], check=True, env=env)
   np.testing.assert_array_equal(np.load(tmp_path / "b" / "params.npy"), np.load(tmp_path / "a" / "params.npy"))
+
+
+def test_default_devices_divide_the_batch():
+  # 4 virtual devices (conftest): the default uses the most devices that split the batch evenly.
+  assert [train.default_device_count(b) for b in (32, 6, 7, 50)] == [4, 3, 1, 2]

@@ -290,6 +290,11 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None) -> Mesh:
   return Mesh(np.array(devices), ("data",))
 
 
+def default_device_count(batch_size: int) -> int:
+  """All local devices, or the most of them that split a batch of `batch_size` evenly."""
+  return max(d for d in range(1, len(jax.local_devices()) + 1) if batch_size % d == 0)
+
+
 def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
   return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
 
@@ -629,8 +634,9 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
     seed: seeds the parameters, the data order and every augmentation and dropout key.
       Resuming needs the same seed, training weights, layout and config; only `epochs` (to train
       longer) and the evaluation / checkpoint settings may change.
-    devices: devices for data parallelism (None: all local devices; an int: the first that many).
-      The batch size must be divisible by their number.
+    devices: devices for data parallelism (None: all local devices, or the largest number of them
+      that divides the batch size; an int: the first that many).
+      An explicit choice must divide the batch size.
     progress: show a progress bar (rate and ETA).
     callback: called with each epoch's record after it is logged (and checkpointed).
 
@@ -651,6 +657,8 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
   steps_per_epoch = w_train.shape[0] // batch
   if steps_per_epoch == 0:
     raise ValueError(f"train_weights has {w_train.shape[0]} samples, fewer than one batch of {batch}")
+  if devices is None:
+    devices = default_device_count(batch)
   mesh = make_mesh(devices)
   if batch % mesh.size:
     raise ValueError(f"batch_size {batch} is not divisible by the {mesh.size} devices; pass devices=")
