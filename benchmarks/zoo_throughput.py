@@ -2,7 +2,7 @@
 
   python benchmarks/zoo_throughput.py [--sizes 64 256 1024] [--loop-models 16] [--epochs 75]
 
-For the tetris_seed recipe (16-5-4 MLP, batch 32, 1000 training images = 31 steps per epoch, every
+For the tetris_seed recipe (16-5-4 MLP, batch 20, 200 training images = 10 steps per epoch, every
 epoch evaluated and recorded) it prints, after compilation (compile time reported separately):
   * µs per model-step and models/s of one `jit(vmap(train_one))` call at several zoo sizes,
   * the same for a Python loop that calls the jitted single-model trainer once per model,

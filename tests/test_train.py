@@ -313,5 +313,7 @@ np.save(os.path.join(sys.argv[1], "params.npy"), np.asarray(r.state["params"]))
 
 
 def test_default_devices_divide_the_batch():
-  # 4 virtual devices (conftest): the default uses the most devices that split the batch evenly.
-  assert [train.default_device_count(b) for b in (32, 6, 7, 50)] == [4, 3, 1, 2]
+  # Accelerators: the most devices that split the batch evenly; CPU: one (see default_device_count).
+  assert [train.default_device_count(b, 4, "gpu") for b in (32, 6, 7, 50)] == [4, 3, 1, 2]
+  assert train.default_device_count(32, 4, "cpu") == 1
+  assert train.default_device_count(32) == 1  # the test session's 4 virtual CPU devices

@@ -290,9 +290,22 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None) -> Mesh:
   return Mesh(np.array(devices), ("data",))
 
 
-def default_device_count(batch_size: int) -> int:
-  """All local devices, or the most of them that split a batch of `batch_size` evenly."""
-  return max(d for d in range(1, len(jax.local_devices()) + 1) if batch_size % d == 0)
+def default_device_count(batch_size: int, num_devices: int | None = None, platform: str | None = None) -> int:
+  """How many devices `fit` shards a batch over when none are given.
+
+  On accelerators: all local devices, or the most of them that split the batch evenly. On CPU: one.
+  XLA's virtual CPU devices share one thread pool, and the all-gather of the contrastive loss can wait
+  on a device that gets no thread: on a busy 2-core machine a 2-device run aborted after XLA's 40 s
+  rendezvous timeout. Intra-op threading already uses every core on one CPU device; pass `devices=`
+  to shard over CPU devices anyway (the tests do).
+  """
+  if num_devices is None or platform is None:
+    local = jax.local_devices()
+    num_devices = len(local) if num_devices is None else num_devices
+    platform = local[0].platform if platform is None else platform
+  if platform == "cpu":
+    return 1
+  return max(d for d in range(1, num_devices + 1) if batch_size % d == 0)
 
 
 def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
@@ -594,7 +607,7 @@ def restore(workdir: str, devices: Sequence[jax.Device] | int | None = None,
       raise ValueError(f"no checkpoint in {workdir}")
     meta = manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
     config, layout = TrainConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
-    mesh = make_mesh(devices)
+    mesh = make_mesh(default_device_count(config.batch_size) if devices is None else devices)
     template = jax.eval_shape(lambda: init_state(config, layout, jax.random.key(0), 1))
     state, _, meta = _restore(manager, epoch, template, jax.random.key(meta["seed"]), _shardings(mesh)[0])
   finally:
@@ -634,8 +647,8 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
     seed: seeds the parameters, the data order and every augmentation and dropout key.
       Resuming needs the same seed, training weights, layout and config; only `epochs` (to train
       longer) and the evaluation / checkpoint settings may change.
-    devices: devices for data parallelism (None: all local devices, or the largest number of them
-      that divides the batch size; an int: the first that many).
+    devices: devices for data parallelism (None: `default_device_count`, i.e. one CPU device, or
+      the most accelerators that divide the batch size; an int: the first that many).
       An explicit choice must divide the batch size.
     progress: show a progress bar (rate and ETA).
     callback: called with each epoch's record after it is logged (and checkpointed).
