@@ -63,3 +63,16 @@ def test_presets_and_bad_preset():
   assert paper.ssl.model.dim == 256 and paper.ssl_checkpoint_stride == 1
   with pytest.raises(ValueError, match="unknown preset"):
     tetris_seed.get_config("huge")
+
+
+def test_overrides():
+  config = tetris_seed.with_overrides(tetris_seed.get_config("quick"), dim=32, ssl_epochs=5, batch_size=50,
+                                      lr=3e-3, ssl_stride=2, eval_stride=3)
+  assert (config.ssl.model.dim, config.ssl.model.ff_dim, config.ssl.epochs) == (32, 64, 5)
+  assert (config.ssl.batch_size, config.ssl.lr) == (50, 3e-3)
+  assert (config.ssl_checkpoint_stride, config.eval_checkpoint_stride) == (2, 3)
+  assert tetris_seed.with_overrides(config) == config
+  with pytest.raises(ValueError, match="not divisible by the 4 attention heads"):
+    tetris_seed.with_overrides(config, dim=30)
+  with pytest.raises(ValueError, match="--ssl-stride must be at least 1"):
+    tetris_seed.with_overrides(config, ssl_stride=0)
