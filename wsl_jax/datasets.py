@@ -112,7 +112,13 @@ def tetris(seed: int = 0, num_train: int = 200, num_test: int = 2000) -> Dataset
   rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7E7]))
   x_train, y_train = make_tetris(num_train, rng)
   x_test, y_test = make_tetris(num_test, rng)
-  return Dataset("tetris", x_train, y_train, x_test, y_test, num_classes=4)
+  name = "tetris" if num_train == 200 else f"tetris_{num_train}"
+  return Dataset(name, x_train, y_train, x_test, y_test, num_classes=4)
+
+
+def tetris_2000(seed: int = 0) -> Dataset:
+  """The tetris recipe with 2000 training images (TETRIS-HYP: enough steps for lr 1e-4 to train)."""
+  return tetris(seed, num_train=2000)
 
 
 # ---- digits -----------------------------------------------------------------------------------------
@@ -141,6 +147,7 @@ def digits_image(seed: int = 0) -> Dataset:
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "tetris": tetris,
+    "tetris_2000": tetris_2000,
     "digits": digits,
     "digits_image": digits_image,
 }

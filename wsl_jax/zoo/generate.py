@@ -118,7 +118,7 @@ def run_chunk(bucket: Bucket, models: np.ndarray, chunk_size: int, hp: dict[str,
     keys = jax.device_put(keys, shard)
     inputs = jax.device_put(inputs, shard)
     data = jax.device_put(data, NamedSharding(mesh, PartitionSpec()))
-  record = compiled_trainer(bucket.spec)(keys, inputs, data)
+  record = compiled_trainer(bucket.spec, mesh)(keys, inputs, data)
   record = (record.weights, record.metrics, record.diverged)
   if not record[0].is_fully_addressable:  # the model axis spans hosts: every host gets the whole chunk
     from jax.experimental import multihost_utils

@@ -279,7 +279,7 @@ TETRIS_SEED = ZooPreset(
         "unchanged), 1000 training images made the gap pure measurement noise (s(W) R² < 10)."))
 
 TETRIS_HYP = ZooPreset(
-    name="tetris_hyp", net=nets.TETRIS_MLP, dataset="tetris", epochs=75, batch_size=32,
+    name="tetris_hyp", net=nets.TETRIS_MLP, dataset="tetris_2000", epochs=75, batch_size=10,
     num_models=3600, paper_models=3600,
     fixed=(("optimizer", "adam"),),
     grid=(("activation", ("tanh", "relu")),
@@ -290,8 +290,13 @@ TETRIS_HYP = ZooPreset(
     description=(
         "TETRIS-HYP: activation {tanh, relu} x 6 initializers (PyTorch semantics: uniform = U(0,1), "
         "normal = N(0,1)) x lr {1e-3, 1e-4, 1e-5} x seeds 1..100 = 3600 MLPs 16-5-4 without biases, "
-        "75 epochs, Adam, batch 32. Runs whose loss or weights become non-finite are flagged in "
-        "`diverged` (the paper dropped 700 of 3600)."))
+        "75 epochs, Adam, batch 10 on 2000 tetris training images (200 steps per epoch). Runs whose "
+        "loss or weights become non-finite are flagged in `diverged` (the paper dropped 700 of 3600). "
+        "Chosen by measuring 216-model zoos (6 seeds per configuration): with the TETRIS-SEED data "
+        "(200 images, batch 32) lr 1e-4 and 1e-5 models stayed at chance (final accuracy 0.27, 0.25; "
+        "lr 1e-3: 0.40) and no probe predicted accuracy (s(W) R² -7); with 2000 images and batch 10 "
+        "the learning rates separate (final accuracy 0.87 / 0.50 / 0.30) and s(W) reaches the paper's "
+        "picture (accuracy R² 70 vs the paper's 74, epoch 15 vs 16, initializer 67 % vs 47 %)."))
 
 PRESETS: dict[str, ZooPreset] = {p.name: p for p in (TETRIS_SEED, TETRIS_HYP)}
 

@@ -301,9 +301,20 @@ def train_one(key: jax.Array, hp: dict[str, jax.Array], data: Data, spec: TrainS
 
 
 @functools.lru_cache(maxsize=64)
-def compiled_trainer(spec: TrainSpec):
-  """`jit(vmap(train_one))` over models for one TrainSpec (cached: one program per bucket)."""
+def compiled_trainer(spec: TrainSpec, mesh: jax.sharding.Mesh | None = None):
+  """`jit(vmap(train_one))` over models for one TrainSpec (cached: one program per bucket).
+
+  With a `mesh` (axis "models"), each device trains its own slice of the model axis under
+  `shard_map`: models are independent, so the program has no cross-device communication. (Letting the
+  SPMD partitioner shard a plain `jit` inserted collectives, and XLA's virtual CPU devices, which share
+  one thread pool, then hung in them on a 2-core machine.)
+  """
   fn = jax.vmap(functools.partial(train_one, spec=spec), in_axes=(0, 0, None))
+  if mesh is not None:
+    models, replicated = jax.sharding.PartitionSpec("models"), jax.sharding.PartitionSpec()
+    # check_vma off: the scan carries start unvarying (constants) and become per-device values.
+    fn = jax.shard_map(fn, mesh=mesh, in_specs=(models, models, replicated), out_specs=models,
+                       check_vma=False)
   return jax.jit(fn)
 
 
