@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     out = subprocess.run([sys.executable, __file__, "--full-only", "--epochs", str(args.epochs)], env=env,
                          capture_output=True, text=True, check=True).stdout
     print(out.strip())
-    one = float(out.split("generate(): ")[1].split(" s")[0])
+    one = float(out.split("device(s): ")[1].split(" s")[0])
     print(f"sharding over {len(jax.devices())} CPU devices: {one / sharded:.2f}x faster than one device")
 
 
