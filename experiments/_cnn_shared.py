@@ -196,3 +196,14 @@ def zoo_record(zoo: Any) -> dict[str, Any]:
 def write_outputs(out: str, results: dict[str, Any], markdown: str) -> None:
   common.write_json(os.path.join(out, "results.json"), results)
   common.write_text(os.path.join(out, "results.md"), markdown)
+
+
+def run_cli(run: Any, *args: Any, **kwargs: Any) -> int:
+  """`run(*args, **kwargs)` for a `main`: 0, or 2 with the message when a data set is missing."""
+  from wsl_jax import image_data
+  try:
+    run(*args, **kwargs)
+  except image_data.DataNotFoundError as e:
+    common.log(f"error: {e}")
+    return 2
+  return 0

@@ -14,15 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def umap_available() -> bool:
-  """Whether `umap-learn` is installed (the UMAP column is added only then)."""
-  try:
-    import umap  # noqa: F401
-  except ImportError:
-    return False
-  return True
-
-
 def tiny_ssl(epochs: int = 2, batch_size: int = 48):
   """A seconds-long encoder for the smoke presets: d 16, 2 heads, one block, L 8 (FF baseline: 2
   hidden layers), so that compilation stays short.

@@ -60,6 +60,15 @@ def cached_zoo(preset: str, num_models: int, epochs: int, seed: int, cache: str,
                           progress=progress)
 
 
+def umap_available() -> bool:
+  """Whether `umap-learn` is installed (experiments add the UMAP column only then)."""
+  try:
+    import umap  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
 def log(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
 

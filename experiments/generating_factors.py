@@ -294,8 +294,6 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  from wsl_jax import image_data
-
   def extra(parser):
     parser.add_argument("--data", default=None, choices=("auto",) + shared.AUTO_MNIST,
                         help="data set of the zoos (default: digits_28 for smoke, auto otherwise: local "
@@ -303,13 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   args = common.parse_args(NAME, __doc__, argv, extra)
   common.setup_jax()
-  try:
-    run(get_config(args.preset, args.data), args.out, seed=args.seed, zoo_cache=args.zoo_cache,
-        progress=not args.quiet)
-  except image_data.DataNotFoundError as e:
-    common.log(f"error: {e}")
-    return 2
-  return 0
+  return shared.run_cli(run, get_config(args.preset, args.data), args.out,
+                         seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
 
 
 if __name__ == "__main__":

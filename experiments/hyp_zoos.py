@@ -173,8 +173,6 @@ def run(config: ExperimentConfig, out: str, dataset: str = "digits_28", seed: in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  from wsl_jax import image_data
-
   def extra(parser):
     parser.add_argument("--dataset", default="digits_28", choices=shared.IMAGE_DATASETS,
                         help="data set of the zoo (default digits_28; mnist, fashion_mnist, cifar10, svhn need "
@@ -184,13 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.out == os.path.join("runs", f"{NAME}-{args.preset}"):
     args.out = os.path.join("runs", f"{NAME}-{args.dataset}-{args.preset}")
   common.setup_jax()
-  try:
-    run(get_config(args.preset), args.out, dataset=args.dataset, seed=args.seed, zoo_cache=args.zoo_cache,
-        progress=not args.quiet)
-  except image_data.DataNotFoundError as e:
-    common.log(f"error: {e}")
-    return 2
-  return 0
+  return shared.run_cli(run, get_config(args.preset), args.out, dataset=args.dataset,
+                         seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
 
 
 if __name__ == "__main__":

@@ -257,8 +257,6 @@ def _num(v: float) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  from wsl_jax import image_data
-
   def extra(parser):
     parser.add_argument("--datasets", nargs="+", default=None, choices=shared.IMAGE_DATASETS,
                         help="data sets of the zoos (default: the available ones of digits_28, mnist / "
@@ -266,13 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   args = common.parse_args(NAME, __doc__, argv, extra)
   common.setup_jax()
-  try:
-    run(get_config(args.preset), args.out, datasets=args.datasets, seed=args.seed, zoo_cache=args.zoo_cache,
-        progress=not args.quiet)
-  except image_data.DataNotFoundError as e:
-    common.log(f"error: {e}")
-    return 2
-  return 0
+  return shared.run_cli(run, get_config(args.preset), args.out, datasets=args.datasets,
+                         seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
 
 
 if __name__ == "__main__":

@@ -124,9 +124,9 @@ def get_config(preset: str = "quick") -> ExperimentConfig:
     ssl = shared.narrow_ssl(base, dim=QUICK_DIM, heads=QUICK_HEADS, epochs=QUICK_EPOCHS, lr=QUICK_LR,
                             batch_size=QUICK_BATCH)
     return ExperimentConfig("quick", QUICK_MODELS, 75, ssl, QUICK_STRIDE, 2, 50, 4000,
-                            umap=shared.umap_available())
+                            umap=common.umap_available())
   if preset == "paper":
-    return ExperimentConfig("paper", 3600, 75, base, 1, 1, 50, 4000, umap=shared.umap_available())
+    return ExperimentConfig("paper", 3600, 75, base, 1, 1, 50, 4000, umap=common.umap_available())
   raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
 
 
@@ -163,7 +163,8 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
     extractors = baselines.paper_extractors(zoo.layout, n_components=config.pca_components,
                                             umap=config.umap, max_fit_samples=config.pca_fit_samples)
     extractors["EcD"] = baselines.FunctionExtractor(lambda w: train.embed(result, w), name="EcD")
-    evaluation = _evaluate_with_progress(eval_zoo, extractors, split, progress)
+    evaluation = evaluate.evaluate_zoo(eval_zoo, extractors, split=split, protocol="paper", targets=TARGETS,
+                                       name="TETRIS-HYP", progress=progress)
 
   with common.stage("report", timings):
     files = report.write_report(evaluation, out, paper="auto", color_by="test_acc")
@@ -188,37 +189,6 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
   print(f"outputs in {os.path.abspath(out)}; stage times: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
   return results
-
-
-def _evaluate_with_progress(zoo, extractors: dict[str, Any], split, progress: bool):
-  """`evaluate_zoo` on every method, one method at a time under a progress bar; merged into one
-  `Evaluation` (same as one call with every extractor)."""
-  from wsl_jax import evaluate
-  from wsl_jax.progress import progress_bar
-  parts = []
-  bar = progress_bar(total=len(extractors), desc="probes", unit="method", enabled=progress)
-  for name, ex in extractors.items():
-    bar.set_postfix_str(name)
-    parts.append(evaluate.evaluate_zoo(zoo, {name: ex}, split=split, protocol="paper", targets=TARGETS,
-                                       name="TETRIS-HYP"))
-    bar.update(1)
-  bar.close()
-  return merge_evaluations(parts)
-
-
-def merge_evaluations(parts: Sequence[Any]):
-  """One `Evaluation` from per-method evaluations of the same zoo, split and targets."""
-  first = parts[0]
-  order = {t.name: i for i, t in enumerate(first.targets)}
-  methods = tuple(m for p in parts for m in p.methods)
-  results = sorted((r for p in parts for r in p.results),
-                   key=lambda r: (order.get(r.target, len(order)), methods.index(r.method)))
-  skipped: dict[str, str] = {}
-  for p in parts:
-    skipped.update(p.skipped)
-  targets = tuple(t for t in first.targets if t.name not in skipped)
-  return dataclasses.replace(first, results=tuple(results), methods=methods, targets=targets, skipped=skipped,
-                             embeddings={k: v for p in parts for k, v in p.embeddings.items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -109,9 +109,9 @@ def get_config(preset: str = "quick") -> ExperimentConfig:
     ssl = dataclasses.replace(
         base, epochs=QUICK_EPOCHS, lr=QUICK_LR, batch_size=QUICK_BATCH, eval_every=10, checkpoint_every=10,
         model=dataclasses.replace(base.model, dim=QUICK_DIM, heads=QUICK_HEADS, ff_dim=2 * QUICK_DIM))
-    return ExperimentConfig("quick", 1000, 75, ssl, QUICK_STRIDE, 1, 50, 4000, umap=_umap_available())
+    return ExperimentConfig("quick", 1000, 75, ssl, QUICK_STRIDE, 1, 50, 4000, umap=common.umap_available())
   if preset == "paper":
-    return ExperimentConfig("paper", 1000, 75, base, 1, 1, 50, 4000, umap=_umap_available())
+    return ExperimentConfig("paper", 1000, 75, base, 1, 1, 50, 4000, umap=common.umap_available())
   raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
 
 
@@ -122,14 +122,6 @@ QUICK_EPOCHS = 60
 QUICK_LR = 1e-3
 QUICK_BATCH = 100
 QUICK_STRIDE = 5
-
-
-def _umap_available() -> bool:
-  try:
-    import umap  # noqa: F401
-  except ImportError:
-    return False
-  return True
 
 
 def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None = None,
@@ -164,7 +156,7 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
                                             umap=config.umap, max_fit_samples=config.pca_fit_samples)
     extractors["EcD"] = baselines.FunctionExtractor(lambda w: train.embed(result, w), name="EcD")
     evaluation = evaluate.evaluate_zoo(eval_zoo, extractors, split=split, protocol="paper",
-                                       targets=TARGETS, name="TETRIS-SEED")
+                                       targets=TARGETS, name="TETRIS-SEED", progress=progress)
 
   with common.stage("report", timings):
     files = report.write_report(evaluation, out, paper="auto", color_by="test_acc")

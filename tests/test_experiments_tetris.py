@@ -5,10 +5,8 @@ smoke preset and one cell of the loss ablation through the command line (and its
 smoke preset of every ablation study (two cells each, two more compilations) is marked slow.
 """
 
-import dataclasses
 import json
 import math
-import os
 
 import pytest
 
@@ -172,19 +170,3 @@ def test_reconstruction_r2():
   w = np.random.default_rng(0).normal(size=(20, 5))
   assert ablations.reconstruction_r2(w, w) == 1.0
   assert ablations.reconstruction_r2(w, np.broadcast_to(w.mean(0), w.shape)) == pytest.approx(0.0)
-
-
-def test_merge_evaluations_is_one_evaluation(zoo_cache):
-  from wsl_jax import baselines, evaluate
-  zoo = common.cached_zoo("tetris_seed", 48, 6, 0, zoo_cache, progress=False)  # the ablation smoke zoo
-  ex = {"W": baselines.Identity(), "s(W)": baselines.LayerStats.paper(zoo.layout)}
-  split = zoo.split()
-  whole = evaluate.evaluate_zoo(zoo, ex, split=split, targets=("epoch", "test_acc"))
-  merged = tetris_hyp.merge_evaluations([evaluate.evaluate_zoo(zoo, {k: v}, split=split, targets=("epoch", "test_acc"))
-                                         for k, v in ex.items()])
-  assert merged.methods == whole.methods
-  assert [(r.target, r.method, r.score) for r in merged.results] == [(r.target, r.method, r.score)
-                                                                     for r in whole.results]
-  assert set(merged.embeddings) == set(whole.embeddings)
-  assert dataclasses.replace(merged, results=(), embeddings={}, colors={}).to_dict() == \
-      dataclasses.replace(whole, results=(), embeddings={}, colors={}).to_dict()

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from wsl_jax.zoo.io import atomic_write
 from wsl_jax import evaluate, paper_results, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -88,7 +89,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     raise RuntimeError("disk full")
 
   with pytest.raises(RuntimeError):
-    report._atomic_write(path, failing)
+    atomic_write(path, failing)
   assert path.read_text() == "old\n"
   assert os.listdir(tmp_path) == ["t.md"]
 

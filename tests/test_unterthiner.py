@@ -2,7 +2,6 @@
 reproduce their recorded accuracy, and clear errors for bad folders."""
 
 import csv
-import dataclasses
 import gzip
 import importlib
 import os

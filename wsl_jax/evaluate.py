@@ -384,7 +384,7 @@ def _probe_classification(method, feats, data, target, cfg, protocol, skipped) -
 def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None, protocol: str = "paper",
                  targets: Sequence[str] | None = None, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                  config: ProbeConfig = ProbeConfig(), name: str | None = None,
-                 keep_embeddings: bool = True) -> Evaluation:
+                 keep_embeddings: bool = True, progress: bool = False) -> Evaluation:
   """Fit and score every probe for every target of `zoo` and every feature extractor.
 
   Args:
@@ -399,7 +399,9 @@ def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None
     config: probe settings.
     name: the zoo's name in the report (default: its preset name, else its data set).
     keep_embeddings: keep the test features of each method in the result (for projection plots).
+    progress: show a progress bar over the methods.
   """
+  from wsl_jax.progress import progress_bar
   ck = _checkpoints(zoo, protocol)
   split, n_diverged = _resolve_split(zoo, split)
   named = _named_extractors(extractors, zoo)
@@ -413,7 +415,9 @@ def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None
   skipped: dict[str, str] = {}
   results: list[ProbeResult] = []
   embeddings = {}
+  bar = progress_bar(total=len(named), desc="probes", unit="method", enabled=progress)
   for method, ex in named.items():
+    bar.set_postfix_str(method)
     fitted = ex.fit(data["train"].weights)
     feats = {s: _features(fitted, method, data[s].weights, s) for s in SPLITS}
     if keep_embeddings:
@@ -425,6 +429,8 @@ def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None
         r = _probe_classification(method, feats, data, t, config, protocol, skipped)
         if r is not None:
           results.append(r)
+    bar.update(1)
+  bar.close()
   order = {t.name: i for i, t in enumerate(tlist)}
   results.sort(key=lambda r: (order[r.target], list(named).index(r.method)))
   colors = {t.name: data["test"].values[t.name] for t in tlist} if keep_embeddings else {}

@@ -28,13 +28,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from wsl_jax import evaluate, paper_results
+from wsl_jax.zoo.io import atomic_write, atomic_write_text
 
 TABLE_FORMAT_VERSION = 1
 PAPER_SUFFIX = " (paper)"
@@ -305,27 +305,8 @@ def read_csv(path: str | os.PathLike, title: str = "") -> ResultTable:
 
 # ---- atomic writes -----------------------------------------------------------------------------------
 
-def _atomic_write(path: str | os.PathLike, write: Any, binary: bool = False) -> str:
-  """Write via `write(file)` into a temporary file beside `path`, then rename it over `path`."""
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-  return path
-
-
 def write_text(path: str | os.PathLike, text: str) -> str:
-  return _atomic_write(path, lambda f: f.write(text))
+  return atomic_write_text(path, text)
 
 
 def write_table(table: ResultTable, prefix: str | os.PathLike, evaluation: Any = None) -> dict[str, str]:
@@ -348,7 +329,7 @@ def _figure(**kwargs: Any) -> Any:
 
 
 def _save_figure(fig: Any, path: str | os.PathLike) -> str:
-  return _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100),
+  return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100),
                        binary=True)
 
 

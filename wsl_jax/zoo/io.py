@@ -54,20 +54,29 @@ def _npz_save(path: str, arrays: dict[str, np.ndarray]) -> None:
     np.savez(f, **arrays)
 
 
-def atomic_write_text(path: str, text: str) -> None:
-  """Write `text` to `path` via a temporary file and `os.replace` (never a half-written file)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+def atomic_write(path: str | os.PathLike, write: Any, binary: bool = False) -> str:
+  """Write via `write(file)` into a temporary file beside `path`, then rename it over `path` (a reader
+  never sees a half-written file). Creates the folder; returns the path."""
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
   try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
+    with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
-      os.remove(tmp)
+      os.unlink(tmp)
     raise
+  return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> str:
+  """Write `text` to `path` atomically (see `atomic_write`)."""
+  return atomic_write(path, lambda f: f.write(text))
 
 
 def _file_record(path: str, shapes: dict[str, Any]) -> dict[str, Any]:
