@@ -63,7 +63,6 @@ anything (accuracy R² < 2 % for every method).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -72,36 +71,14 @@ from typing import Any
 import numpy as np
 
 from experiments import _tetris_shared as shared
-from experiments import common
+from experiments import common, tetris_seed
 
 NAME = "tetris_hyp"
 TARGETS = ("epoch", "test_acc", "ggap", "lr", "activation", "init")
 
 
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-  """One preset of this experiment.
-
-  Attributes:
-    preset: smoke, quick or paper.
-    zoo_models, zoo_epochs: the TETRIS-HYP zoo (a random subset of the grid when fewer than 3600).
-    ssl: the self-supervised training configuration (`wsl_jax.configs.TrainConfig`).
-    ssl_checkpoint_stride: train the encoder on every k-th checkpoint of each training model.
-    eval_checkpoint_stride: probe every k-th checkpoint (1 = every checkpoint, the paper's protocol).
-    pca_components: kernel PCA / UMAP output size (the paper: 50 or 33).
-    pca_fit_samples: kernel PCA is fitted on at most this many training samples.
-    umap: include UMAP (needs the `umap` extra).
-  """
-
-  preset: str
-  zoo_models: int
-  zoo_epochs: int
-  ssl: Any
-  ssl_checkpoint_stride: int
-  eval_checkpoint_stride: int
-  pca_components: int
-  pca_fit_samples: int
-  umap: bool
+# The same fields as TETRIS-SEED's presets (zoo size, encoder config, checkpoint strides, PCA, UMAP).
+ExperimentConfig = tetris_seed.ExperimentConfig
 
 
 # The quick preset's encoder and schedule.
