@@ -20,8 +20,7 @@ Presets (the 2-core development machine, shared; compile times dominate on a col
   smoke  8 models x 2 epochs per zoo on 256 images, activation and optimizer fixed (one compiled
          program; the same zoos as `hyp_zoos --preset smoke`, so a shared zoo cache reuses them), a tiny
          encoder. Measured in the tests: 6 s after the hyp_zoos smoke test (warm caches, its digits zoo
-         reused). For the tests. On 2 CPU devices zoo generation may hang: see hyp_zoos' "Known issue"
-         (run with XLA_FLAGS=--xla_force_host_platform_device_count=4).
+         reused). For the tests.
   quick  (default) 150 models x 4 epochs per zoo on 2000-image training subsets, encoder d=64, 4 heads,
          L=32, 60 epochs. Not measured end to end (see the session report); expect ~8 min per zoo on 2
          cores with a cold compilation cache (the zoo programs compile once for all 28x28 zoos).

@@ -331,9 +331,31 @@ def _orthogonal(key: jax.Array, out_units: int, fan_in: int) -> jax.Array:
   fan_in axis (HWI there, IHW here) does not change the distribution.
   """
   big, small = max(out_units, fan_in), min(out_units, fan_in)
-  q, r = jnp.linalg.qr(jax.random.normal(key, (big, small)))
-  q = q * jnp.sign(jnp.diagonal(r))[None, :]  # makes the draw uniform over orthogonal matrices
+  q = orthonormalize_columns(jax.random.normal(key, (big, small)))
   return q.T if out_units <= fan_in else q
+
+
+def orthonormalize_columns(a: jax.Array) -> jax.Array:
+  """Q of the QR decomposition of a full-rank `(n, k)` matrix (n >= k) with R's diagonal positive.
+
+  This is `q * sign(diag(r))` of `jnp.linalg.qr(a)` (Keras' Orthogonal: the sign fix makes the draw
+  uniform over orthogonal matrices), computed by Gram-Schmidt with one reorthogonalisation pass (as
+  accurate as Householder for such small, well-conditioned matrices) in plain XLA ops. Not LAPACK:
+  jaxlib 0.10's batched CPU QR kernel splits its batch over the intra-op thread pool and waits for
+  it; two such kernels running at once in a vmapped zoo program occupied both pool threads of a
+  2-core machine and deadlocked (zoo generation hung with the CPU idle).
+  """
+  n, k = a.shape
+  if n < k:
+    raise ValueError(f"orthonormalize_columns needs at least as many rows as columns, got {a.shape}")
+
+  def add_column(j, q):
+    v = a[:, j]
+    for _ in range(2):  # columns >= j of q are still zero, so only the finished ones are projected out
+      v = v - q @ (q.T @ v)
+    return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+  return jax.lax.fori_loop(0, k, add_column, jnp.zeros_like(a))
 
 
 def _check_inits(inits: tuple[str, ...]) -> None:
