@@ -18,6 +18,9 @@ Command:
   python benchmarks/augment_throughput.py            # full grid (a few minutes on 2 CPU cores)
   python benchmarks/augment_throughput.py --quick    # B = 512 only, fewer repeats
 
+`bound` is the NumPy time over the time of one jitted elementwise pass over the batch (read it, write
+a fresh output buffer): no augmentation that returns a new array can beat that ratio on the machine.
+
 Notes:
 * On CPU every fresh XLA output buffer is page-faulted in on first touch; on some VMs that costs as
   much as the augmentation itself for (4096, 4970) float32 (81 MB). glibc's transparent huge pages
@@ -93,7 +96,7 @@ def run(batch_sizes: list[int], layouts: list[str], repeats: int, numpy_repeats:
   print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), {cores} CPU cores, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
   header = (f"{'layout':16s} {'N':>5s} {'B':>5s} {'config':6s} {'perm':6s} {'numpy views/s':>14s} "
-            f"{'jax views/s':>12s} {'ratio':>7s} {'compile s':>9s}")
+            f"{'jax views/s':>12s} {'ratio':>7s} {'bound':>7s} {'compile s':>9s}")
   print(header)
   key = jax.random.key(0)
   for name in layouts:
@@ -105,6 +108,12 @@ def run(batch_sizes: list[int], layouts: list[str], repeats: int, numpy_repeats:
     for batch in batch_sizes:
       w = jax.random.normal(k_w, (batch, n), jnp.float32)
       w_np = np.asarray(w)
+      # The memory-traffic bound: one elementwise pass that reads the batch and writes a fresh output
+      # buffer, as every augmentation call must. `bound` = NumPy time / this time is the highest ratio
+      # any such implementation can reach on this machine.
+      negate = jax.jit(jnp.negative).lower(w).compile()
+      jax.block_until_ready(negate(w))
+      t_pass = min_time(lambda: negate(w), repeats)
       for config, noise_std in CONFIGS.items():
         rng = np.random.default_rng(0)
         t_np = min_time(lambda: numpy_views(w_np, table_np, rng, noise_std), numpy_repeats)
@@ -117,7 +126,7 @@ def run(batch_sizes: list[int], layouts: list[str], repeats: int, numpy_repeats:
           jax.block_until_ready(compiled(next(keys), w, table))  # warm-up
           t_jax = min_time(lambda: compiled(next(keys), w, table), repeats)
           print(f"{name:16s} {n:5d} {batch:5d} {config:6s} {perm:6s} {batch / t_np:14,.0f} "
-                f"{batch / t_jax:12,.0f} {t_np / t_jax:6.1f}x {t_compile:9.2f}", flush=True)
+                f"{batch / t_jax:12,.0f} {t_np / t_jax:6.1f}x {t_np / t_pass:6.1f}x {t_compile:9.2f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
