@@ -43,7 +43,7 @@ XLA compilation on a cold cache, ~45 s per distinct compiled program, far less o
          99 / 105 / 46 / 110 / 26 s, encoders 203 / 92 / 77 / 60 / 60 s, probes ~10 s each.
   paper  the paper's zoos (1000 models each, 50 epochs, full data, the full HYP grid) and the original
          configs of each zoo's hyper-representation (`wsl_jax.configs.preset("mnist_seed")`, ...,
-         500 epochs); a GPU job.
+         500 epochs); a GPU job, not run (no GPU was lent to the development sessions).
 
 Expected result (quick, from the paper's qualitative findings): VARc < VAR for the fixed-seed HYP zoos,
 VARc >= VAR with random seeds; on MNIST-SEED s(W) and EcD predict epoch and accuracy far better

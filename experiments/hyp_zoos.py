@@ -30,7 +30,8 @@ Presets (the 2-core development machine, shared; compile times dominate on a col
          running beside it on the 2 cores): zoo 452 s, encoder 940 s, probes 385 s, report 15 s. Expect
          roughly half on an idle machine.
   paper  30000 models, 86 epochs, full data, batch 512 and the original config of the data set's
-         hyper-representation (`wsl_jax.configs.preset("unterthiner_mnist")`, ...); a GPU job.
+         hyper-representation (`wsl_jax.configs.preset("unterthiner_mnist")`, ...); a GPU job, not
+         run (no GPU was lent to the development sessions).
 
 Fixed issue: generating the smoke zoo (8 models, five initializers) used to hang in XLA with the CPU
 idle on 1 and 2 CPU devices: the Orthogonal initializer called jaxlib 0.10's batched LAPACK QR, whose

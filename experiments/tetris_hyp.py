@@ -33,7 +33,10 @@ Presets:
          "Measured" below). Absolute numbers are below the paper's (smaller zoo, a far smaller and
          shorter-trained encoder).
   paper  the full 3600-model zoo and the paper's configuration (d 256, 4 heads, FF 900, L 50, 1000
-         epochs, every checkpoint); meant for a GPU.
+         epochs, every checkpoint); meant for a GPU. Not run (no GPU was lent to the development
+         sessions): its 191M training samples (2520 models x 76 checkpoints x 1000 epochs) at the
+         311.6 samples/s measured for the slightly smaller tetris_seed configuration on 2 CPU cores
+         would take more than 7 days there.
 
 Expected result (the paper, Table 5 right, reference.md §8): W and PCAl reach R² ~80 % on Acc and GGap
 and s(W) ~75 %, epoch is hard for every method (< 17 %), LR is hardly predictable (the paper's LR row is

@@ -24,7 +24,10 @@ Presets (runtimes measured on the 2-core development machine; see docs/results.m
          Measured: 15.6 min (zoo 23 s, encoder 752 s, probes 145 s with UMAP, report 18 s)
          on the 2 cores while two other jobs ran (UMAP runs only when umap-learn is installed).
   paper  the paper's configuration (d=256, 4 heads, FF 512, L=50, batch 500, 1000 epochs, every
-         checkpoint); meant for a GPU.
+         checkpoint); meant for a GPU. Not run (no GPU was lent to the development sessions). At the
+         rate measured for this configuration on the 2 CPU cores (311.6 samples/s,
+         `benchmarks/ssl_throughput.py`), its 53.2M training samples (700 models x 76 checkpoints x
+         1000 epochs) would take about 47 h there.
 
 Expected result (quick, seed 0; R² % on the test models, every checkpoint a sample):
 
