@@ -60,6 +60,25 @@ def fmt_pct(stat: Mapping[str, Any] | None, paper: float | None = None, std: boo
   return text
 
 
+HATCHES = ("", "///", "...", "xx", "\\\\")
+
+
+def _bar_styles(names: Sequence[str]) -> dict[str, tuple[Any, str]]:
+  """A distinct (colour, hatch) per bar. Names "<group> / <variant>" (e.g. "EcD / P,E") get a colour
+  per variant and a hatch per group, so 24 cells stay tellable apart; others cycle the colours and
+  change the hatch every ten."""
+  import matplotlib
+  parts = [n.split(" / ", 1) for n in names]
+  if all(len(p) == 2 for p in parts):
+    groups = list(dict.fromkeys(p[0] for p in parts))
+    variants = list(dict.fromkeys(p[1] for p in parts))
+    cmap = matplotlib.colormaps["tab10" if len(variants) <= 10 else "tab20"]
+    return {n: (cmap(variants.index(v) % cmap.N), HATCHES[groups.index(g) % len(HATCHES)])
+            for n, (g, v) in zip(names, parts)}
+  cmap = matplotlib.colormaps["tab10"]
+  return {n: (cmap(i % 10), HATCHES[(i // 10) % len(HATCHES)]) for i, n in enumerate(names)}
+
+
 def plot_cells(cells: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Sequence[str], path: str,
                title: str = "", paper: Mapping[str, Mapping[str, float | None]] | None = None) -> str:
   """Grouped bar chart: one group per metric, one bar per cell (mean, std as error bar); paper values
@@ -70,6 +89,7 @@ def plot_cells(cells: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Se
   import numpy as np
 
   names = list(cells)
+  styles = _bar_styles(names)
   width = 0.8 / max(1, len(names))
   fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.9 * len(metrics) * max(1, len(names)) * 0.35 + 3)), 4.2))
   x = np.arange(len(metrics))
@@ -77,7 +97,9 @@ def plot_cells(cells: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Se
     means = [cells[name].get(m, {}).get("mean") for m in metrics]
     stds = [cells[name].get(m, {}).get("std") for m in metrics]
     pos = x + (i - (len(names) - 1) / 2) * width
-    ax.bar(pos, [np.nan if v is None else v for v in means], width,
+    color, hatch = styles[name]
+    ax.bar(pos, [np.nan if v is None else v for v in means], width, color=color, hatch=hatch,
+           edgecolor="white" if hatch else None, linewidth=0,
            yerr=[0.0 if s is None else s for s in stds], label=name, capsize=2)
     if paper and name in paper:
       pv = [paper[name].get(m) for m in metrics]
@@ -88,7 +110,8 @@ def plot_cells(cells: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Se
   ax.set_ylabel("R² (fraction)")
   ax.set_ylim(bottom=max(-0.5, ax.get_ylim()[0]))
   ax.set_title(title + ("  (black ticks: paper)" if paper else ""), fontsize=9)
-  ax.legend(fontsize=7, ncol=min(len(names), 6))
+  ax.legend(fontsize=7, ncol=min(len(names), 8), loc="upper center", bbox_to_anchor=(0.5, -0.12),
+            frameon=False)
   fig.tight_layout()
   tmp = path + ".tmp.png"
   fig.savefig(tmp, dpi=100)
