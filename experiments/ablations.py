@@ -42,22 +42,31 @@ Presets:
          through the zoo cache), every 5th checkpoint (16 per model: 175 training models, 2800
          training samples; the probes use the same checkpoints), a narrow encoder (d 32, 2 heads,
          FF 64, L 16, projection head 2 x 32 -> 16; batch 100, lr 1e-3), 3 seeds, every cell, and
-         QUICK_EPOCHS epochs per run (augmentation 12: it has 72 runs; architecture 30; loss 40).
-         Runtime NOT measured (one quick run was allowed in the session that wrote this, and it went
-         to tetris_hyp); estimated from times measured on the 2-core development machine while other
-         jobs loaded it (about 1.2 s per epoch of this encoder on 2800 samples, 15-30 s to compile
-         each cell's programs, AttW's 100 tokens several times slower per epoch): loss ~10 min,
-         architecture ~15-20 min, augmentation ~20 min loaded; less on an idle machine. `--cells`
-         runs a part of a study, and a killed study resumes. Absolute numbers are far below the
-         paper's (a 4x smaller zoo, and a tiny encoder trained for tens of epochs instead of d 256
-         for 1000 epochs: reconstruction R² about 0.1 after 30 epochs in our measurements), so
-         compare the ordering of the cells, not the values.
+         QUICK_EPOCHS epochs per run (augmentation 30, architecture 30, loss 40; augmentation was 12
+         until short timing runs showed reconstruction R² of about 10 % at that length). Measured on the 2-core development machine
+         (py3.11, jax 0.10.2, other experiments running beside each study, so upper bounds): loss
+         518 s (15 runs), augmentation 66 min (72 runs, 20-206 s each), architecture 52 min (15 runs;
+         AttW and AttW+t, with 100 weight tokens, take 7-12 min a run, the others under a minute).
+         `--cells` runs a part of a study, and a killed study resumes. Absolute numbers are far
+         below the paper's (a 4x smaller zoo, and a tiny encoder trained for tens of epochs instead
+         of d 256 for 1000 epochs: with a contrastive term the test reconstruction R² stays under
+         25 %), so compare the ordering of the cells, not the values.
   paper  the full zoo, every checkpoint, the paper's tetris configuration (d 256, 4 heads, FF 512,
-         L 50, 1000 epochs), 3 seeds; meant for a GPU.
+         L 50, 1000 epochs), 3 seeds; meant for a GPU. Not run: each run is one tetris_seed paper
+         encoder (about 47 h on 2 CPU cores at the measured 311.6 samples/s).
 
 Expected result (the paper, reference.md §8): permutation raises test reconstruction R² for every loss
 (ED 88.1 -> 95.5, EcD 49.2 -> 72.9, Ec+D 86.3 -> 95.6 without -> with P); AttN+t and AttN are best
 downstream (Eph 97, Acc 88-90), FF worst; Ec and EcD are best downstream (Acc ~90), ED and Ec+D ~69.
+
+Obtained (quick, seeds 0-2; tables in docs/results.md): augmentation: permutation raises ED's test
+reconstruction R² in all 4 with / without pairs (55.6 -> 65.2, ...) but lowers EcD's (12.2 -> 6.0) and
+Ec+D's (23.8 -> 10.1), whose short-trained encoders hardly reconstruct at all; downstream EcD is best
+with P+E (epoch 86.6, accuracy 81.8 vs 69.9 / 64.2 without augmentation). Architecture: AttW+t is best
+downstream (mean R² 74.5; accuracy 90.7), then AttN+t 66.5, AttN 65.6, FF 64.7, AttW 43.3 (one of its
+three seeds collapsed to a constant embedding); the paper has AttN / AttN+t best and FF worst. AttW+t
+costs 7-12 min a run against under a minute for AttN+t. Loss: Ec 68.5 and EcD 67.9 (tied), Ec+D 66.9,
+ED 48.6 (mean downstream R²); the paper has EcD best by a hair over Ec, ED and Ec+D far behind.
 """
 
 from __future__ import annotations
@@ -103,7 +112,7 @@ QUICK_DIM = 32
 QUICK_HEADS = 2
 # Epochs per study, sized so that each quick study takes about 15 minutes (the augmentation study has 72
 # runs, the others 15).
-QUICK_EPOCHS = {"augmentation": 12, "architecture": 30, "loss": 40}
+QUICK_EPOCHS = {"augmentation": 30, "architecture": 30, "loss": 40}
 QUICK_LR = 1e-3
 
 
