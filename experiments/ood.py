@@ -66,38 +66,24 @@ DEFAULT_DATASETS = ("digits_28", "mnist", "fashion_mnist", "cifar10", "svhn")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-  """One preset of this experiment.
+class ExperimentConfig(hyp_zoos.ExperimentConfig):
+  """One preset of this experiment: `hyp_zoos.ExperimentConfig` (applied to every zoo; `ssl` None means
+  each data set's paper config) and
 
   Attributes:
-    preset: smoke, quick or paper.
-    zoo_models, zoo_epochs, zoo_overrides, paper_scale: every zoo (see `hyp_zoos.ExperimentConfig`).
-    ssl: the encoder's `TrainConfig` (None: each data set's paper config).
-    ssl_checkpoint_stride: train the encoder on every k-th checkpoint (the last always included).
     targets: regression targets scored out of distribution.
   """
 
-  preset: str
-  zoo_models: int
-  zoo_epochs: int
-  zoo_overrides: tuple[tuple[str, Any], ...]
-  paper_scale: bool
-  ssl: Any
-  ssl_checkpoint_stride: int
   targets: tuple[str, ...] = TARGETS
 
 
 def get_config(preset: str = "quick") -> ExperimentConfig:
   """The configuration of `preset` (smoke, quick, paper)."""
-  if preset == "smoke":
-    h = hyp_zoos.get_config("smoke")
-    return ExperimentConfig("smoke", h.zoo_models, h.zoo_epochs, h.zoo_overrides, False, h.ssl, 1)
-  if preset == "quick":
-    h = hyp_zoos.get_config("quick")
-    return ExperimentConfig("quick", 150, 4, h.zoo_overrides, False, dataclasses.replace(h.ssl, epochs=60), 1)
-  if preset == "paper":
-    return ExperimentConfig("paper", 30000, 86, (), True, None, 1)
-  raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
+  h = hyp_zoos.get_config(preset)  # raises on an unknown preset
+  fields = {f.name: getattr(h, f.name) for f in dataclasses.fields(h)}
+  if preset == "quick":  # smaller zoos and a shorter encoder run: one of each per data set
+    fields.update(zoo_models=150, ssl=dataclasses.replace(h.ssl, epochs=60))
+  return ExperimentConfig(**fields)
 
 
 def default_datasets() -> tuple[str, ...]:

@@ -306,8 +306,10 @@ def compiled_trainer(spec: TrainSpec, mesh: jax.sharding.Mesh | None = None):
 
   With a `mesh` (axis "models"), each device trains its own slice of the model axis under
   `shard_map`: models are independent, so the program has no cross-device communication. (Letting the
-  SPMD partitioner shard a plain `jit` inserted collectives, and XLA's virtual CPU devices, which share
-  one thread pool, then hung in them on a 2-core machine.)
+  SPMD partitioner shard a plain `jit` inserted collectives; XLA's virtual CPU devices share one thread
+  pool, and a collective across them aborted an SSL run on the 2-core machine, see
+  `wsl_jax.train.default_device_count`. The zoo hang once blamed on them was the LAPACK QR deadlock
+  fixed in `wsl_jax.nets.orthonormalize_columns`.)
   """
   fn = jax.vmap(functools.partial(train_one, spec=spec), in_axes=(0, 0, None))
   if mesh is not None:
