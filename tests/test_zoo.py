@@ -214,3 +214,52 @@ def test_a_failed_save_leaves_no_zoo(tmp_path, tetris_zoo, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     zoo_lib.save(tetris_zoo.subset(models=np.arange(2)), str(tmp_path / "z"))
   assert os.listdir(tmp_path) == []
+
+
+# ---- the batched rules of the zoo trainer (models evaluated and differentiated together) --------------
+
+_WIDE_MLP = nets.NetSpec(input_shape=(16,), num_classes=4, hidden=(7, 6), bias=True)
+
+
+@pytest.mark.parametrize("eval_batch_size,train_eval_size", [(0, 0), (300, 0), (0, 50)])
+def test_models_evaluation_equals_vmapped_single_evaluation(eval_batch_size, train_eval_size):
+  spec = _spec(net=_WIDE_MLP, eval_batch_size=eval_batch_size, train_eval_size=train_eval_size)
+  data = zoo_train.to_device_data(datasets.load("tetris"))
+  w = jax.random.normal(jax.random.key(3), (5, _WIDE_MLP.layout().num_params))
+  single = jax.vmap(lambda v: zoo_train.evaluate(spec, v, data, 4))(w)
+  models = zoo_train.evaluate_models(spec, w, data, 4)
+  np.testing.assert_allclose(models, single, rtol=1e-5, atol=1e-6)
+  assert float(single[:, 1].std()) > 0  # accuracies differ between the models: a real comparison
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "gelu", "sigmoid"])
+@pytest.mark.parametrize("net", [nets.TETRIS_MLP, _WIDE_MLP], ids=["tetris", "wide_bias"])
+def test_batched_cross_entropy_gradient_equals_autodiff(net, activation, monkeypatch):
+  spec = _spec(net=net, activation=activation)
+  k = jax.random.split(jax.random.key(4), 3)
+  w = jax.random.normal(k[0], (6, net.layout().num_params))
+  x = jax.random.normal(k[1], (6, 20, 16))
+  y = jax.random.randint(k[2], (6, 20), 0, 4)
+  calls = []
+  rule = zoo_train._models_ce_value_and_grad
+  monkeypatch.setattr(zoo_train, "_models_ce_value_and_grad", lambda *a: calls.append(1) or rule(*a))
+  zoo_train._batchable_ce_value_and_grad.cache_clear()
+  loss, grad = jax.vmap(zoo_train._batchable_ce_value_and_grad(spec))(w, x, y)
+  assert calls, "the batched rule was not used"
+  ref_loss, ref_grad = jax.vmap(lambda v, xb, yb: jax.value_and_grad(
+      lambda u: zoo_train._cross_entropy(zoo_train._logits(spec, u, xb), yb).mean())(v))(w, x, y)
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_batched_rules_fall_back_when_the_data_is_shared():
+  # vmapped over the weights only (one batch for every model): the generic vmap path, same values.
+  spec = _spec(net=_WIDE_MLP)
+  w = jax.random.normal(jax.random.key(5), (4, _WIDE_MLP.layout().num_params))
+  x = jax.random.normal(jax.random.key(6), (20, 16))
+  y = jnp.arange(20) % 4
+  loss, grad = jax.vmap(zoo_train._batchable_ce_value_and_grad(spec), in_axes=(0, None, None))(w, x, y)
+  for m in range(4):
+    ref_loss, ref_grad = zoo_train._batchable_ce_value_and_grad(spec)(w[m], x, y)
+    np.testing.assert_allclose(loss[m], ref_loss, rtol=1e-6)
+    np.testing.assert_allclose(grad[m], ref_grad, rtol=1e-5, atol=1e-7)
