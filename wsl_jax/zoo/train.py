@@ -210,9 +210,16 @@ def _models_split_stats(spec: TrainSpec, w: jax.Array, x: jax.Array, y: jax.Arra
     logits = _models_logits(spec, w, xc)
     y_onehot = jax.nn.one_hot(yc, num_classes, dtype=logits.dtype) * valid[:, None]  # padding rows are 0
     picked = jnp.einsum("mcn,nc->m", logits, y_onehot)
-    loss = jnp.sum(jax.nn.logsumexp(logits, axis=1) * valid[None, :], axis=1) - picked
-    pred_onehot = jax.nn.one_hot(jnp.argmax(logits, axis=1), num_classes, dtype=logits.dtype)  # (M, n, C)
-    return loss, jnp.einsum("mnc,nd->mcd", pred_onehot, y_onehot)
+    # Classes are few: max, argmax and logsumexp over them as elementwise ops on (M, n) slices.
+    classes = [logits[:, c] for c in range(num_classes)]
+    top, pred = classes[0], jnp.zeros(classes[0].shape, jnp.int32)
+    for c in range(1, num_classes):  # strict ">" keeps the first maximum, as argmax
+      better = classes[c] > top
+      top, pred = jnp.where(better, classes[c], top), jnp.where(better, c, pred)
+    lse = top + jnp.log(sum(jnp.exp(l - top) for l in classes))
+    loss = jnp.einsum("mn,n->m", lse, valid) - picked
+    pred_onehot = (pred[:, None, :] == jnp.arange(num_classes)[None, :, None]).astype(logits.dtype)  # (M, C, n)
+    return loss, jnp.einsum("mcn,nd->mcd", pred_onehot, y_onehot)
 
   n = x.shape[0]
   bs = spec.eval_batch_size
@@ -322,8 +329,8 @@ def _contract(lhs: jax.Array, rhs: jax.Array, spec: str, axis: int) -> jax.Array
   summed = lhs_names[axis]
   total = None
   for k in range(n):
-    a = jnp.take(lhs, k, axis=axis)
-    b = jnp.take(rhs, k, axis=rhs_names.index(summed))
+    a = jax.lax.index_in_dim(lhs, k, axis, keepdims=False)  # static slices (jnp.take adds bounds selects)
+    b = jax.lax.index_in_dim(rhs, k, rhs_names.index(summed), keepdims=False)
     a_names, b_names = lhs_names.replace(summed, ""), rhs_names.replace(summed, "")
     term = jnp.einsum(f"{a_names},{b_names}->{out}", a, b)  # a broadcast product, no contraction
     total = term if total is None else total + term
@@ -350,7 +357,7 @@ def _models_ce_value_and_grad(spec: TrainSpec, w: jax.Array, x: jax.Array, y: ja
   logits = pre_acts[-1]
   y_onehot = jax.nn.one_hot(y, logits.shape[-1], dtype=logits.dtype)
   lse = jax.nn.logsumexp(logits, axis=-1)
-  loss = jnp.mean(lse - jnp.sum(logits * y_onehot, axis=-1), axis=1)
+  loss = (jnp.sum(lse, axis=1) - jnp.sum(logits * y_onehot, axis=(1, 2))) / batch  # row sums, not (M, B, C) -> (M, B)
   dz = (jnp.exp(logits - lse[..., None]) - y_onehot) / batch
   grads = [None] * len(layout.layers)
   for l in reversed(range(len(layout.layers))):
