@@ -226,8 +226,8 @@ def test_models_evaluation_equals_vmapped_single_evaluation(eval_batch_size, tra
   spec = _spec(net=_WIDE_MLP, eval_batch_size=eval_batch_size, train_eval_size=train_eval_size)
   data = zoo_train.to_device_data(datasets.load("tetris"))
   w = jax.random.normal(jax.random.key(3), (5, _WIDE_MLP.layout().num_params))
-  single = jax.vmap(lambda v: zoo_train.evaluate(spec, v, data, 4))(w)
-  models = zoo_train.evaluate_models(spec, w, data, 4)
+  single = jax.jit(jax.vmap(lambda v: zoo_train.evaluate(spec, v, data, 4)))(w)
+  models = jax.jit(lambda v: zoo_train.evaluate_models(spec, v, data, 4))(w)
   np.testing.assert_allclose(models, single, rtol=1e-5, atol=1e-6)
   assert float(single[:, 1].std()) > 0  # accuracies differ between the models: a real comparison
 
@@ -244,10 +244,10 @@ def test_batched_cross_entropy_gradient_equals_autodiff(net, activation, monkeyp
   rule = zoo_train._models_ce_value_and_grad
   monkeypatch.setattr(zoo_train, "_models_ce_value_and_grad", lambda *a: calls.append(1) or rule(*a))
   zoo_train._batchable_ce_value_and_grad.cache_clear()
-  loss, grad = jax.vmap(zoo_train._batchable_ce_value_and_grad(spec))(w, x, y)
+  loss, grad = jax.jit(jax.vmap(zoo_train._batchable_ce_value_and_grad(spec)))(w, x, y)
   assert calls, "the batched rule was not used"
-  ref_loss, ref_grad = jax.vmap(lambda v, xb, yb: jax.value_and_grad(
-      lambda u: zoo_train._cross_entropy(zoo_train._logits(spec, u, xb), yb).mean())(v))(w, x, y)
+  ref_loss, ref_grad = jax.jit(jax.vmap(lambda v, xb, yb: jax.value_and_grad(
+      lambda u: zoo_train._cross_entropy(zoo_train._logits(spec, u, xb), yb).mean())(v)))(w, x, y)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-5)
 
@@ -258,8 +258,26 @@ def test_batched_rules_fall_back_when_the_data_is_shared():
   w = jax.random.normal(jax.random.key(5), (4, _WIDE_MLP.layout().num_params))
   x = jax.random.normal(jax.random.key(6), (20, 16))
   y = jnp.arange(20) % 4
-  loss, grad = jax.vmap(zoo_train._batchable_ce_value_and_grad(spec), in_axes=(0, None, None))(w, x, y)
+  fn = zoo_train._batchable_ce_value_and_grad(spec)
+  loss, grad = jax.jit(jax.vmap(fn, in_axes=(0, None, None)))(w, x, y)
   for m in range(4):
-    ref_loss, ref_grad = zoo_train._batchable_ce_value_and_grad(spec)(w[m], x, y)
+    ref_loss, ref_grad = jax.jit(fn)(w[m], x, y)
     np.testing.assert_allclose(loss[m], ref_loss, rtol=1e-6)
     np.testing.assert_allclose(grad[m], ref_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_the_vmapped_trainer_uses_the_batched_rules(monkeypatch):
+  calls = {"evaluate_models": 0, "_models_ce_value_and_grad": 0}
+  for name in calls:
+    original = getattr(zoo_train, name)
+    def counted(*a, _name=name, _original=original):
+      calls[_name] += 1
+      return _original(*a)
+    monkeypatch.setattr(zoo_train, name, counted)
+  zoo_train._batchable_evaluate.cache_clear()
+  zoo_train._batchable_ce_value_and_grad.cache_clear()
+  spec = _spec(epochs=1, checkpoint_epochs=(0, 1), batch_size=40)  # a TrainSpec no other test compiled
+  data = zoo_train.to_device_data(datasets.load("tetris"))
+  record = zoo_train.compiled_trainer(spec)(_keys(range(3)), zoo_train.default_hparams(3), data)
+  assert calls["evaluate_models"] >= 1 and calls["_models_ce_value_and_grad"] >= 1
+  assert np.isfinite(np.asarray(record.metrics)).all()
