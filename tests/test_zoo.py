@@ -263,7 +263,7 @@ def test_batched_rules_fall_back_when_the_data_is_shared():
   for m in range(4):
     ref_loss, ref_grad = jax.jit(fn)(w[m], x, y)
     np.testing.assert_allclose(loss[m], ref_loss, rtol=1e-6)
-    np.testing.assert_allclose(grad[m], ref_grad, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad[m], ref_grad, rtol=1e-4, atol=1e-6)
 
 
 def test_the_vmapped_trainer_uses_the_batched_rules(monkeypatch):
