@@ -20,6 +20,12 @@ Command:
 
 `bound` is the NumPy time over the time of one jitted elementwise pass over the batch (read it, write
 a fresh output buffer): no augmentation that returns a new array can beat that ratio on the machine.
+`gather` is the NumPy time over one jitted `take_along_axis` with a precomputed (B, N) index (the
+cheapest XLA form of a per-row permutation): the ceiling of any permutation written as an XLA gather.
+
+`--keep-freed-memory` (glibc only) first calls `mallopt` so that freed buffers stay in the process heap
+instead of going back to the OS: fresh XLA outputs then reuse already-mapped pages (no page faults),
+which shows how much of the time is the VM's page-fault cost rather than the augmentation.
 
 Notes:
 * On CPU every fresh XLA output buffer is page-faulted in on first touch; on some VMs that costs as
@@ -73,6 +79,17 @@ def numpy_views(w: np.ndarray, table: np.ndarray, rng: np.random.Generator, nois
   return out
 
 
+def keep_freed_memory() -> None:
+  """Make glibc keep freed memory mapped: no mmap for blocks below 2 GiB, no trimming of the heap top."""
+  import ctypes
+  libc = ctypes.CDLL("libc.so.6")
+  m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # glibc's mallopt parameter numbers
+  for param, value in ((m_mmap_threshold, 2**31 - 1), (m_trim_threshold, 2**31 - 1), (m_top_pad, 2**28)):
+    if libc.mallopt(param, ctypes.c_int(value)) != 1:
+      raise RuntimeError(f"mallopt({param}, {value}) failed")
+  print("glibc mallopt: freed memory stays in the heap (mmap threshold 2 GiB, no trimming)")
+
+
 def min_time(fn: Callable[[], object], repeats: int) -> float:
   best = float("inf")
   for _ in range(repeats):
@@ -96,7 +113,7 @@ def run(batch_sizes: list[int], layouts: list[str], repeats: int, numpy_repeats:
   print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), {cores} CPU cores, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
   header = (f"{'layout':16s} {'N':>5s} {'B':>5s} {'config':6s} {'perm':6s} {'numpy views/s':>14s} "
-            f"{'jax views/s':>12s} {'ratio':>7s} {'bound':>7s} {'compile s':>9s}")
+            f"{'jax views/s':>12s} {'ratio':>7s} {'bound':>7s} {'gather':>7s} {'compile s':>9s}")
   print(header)
   key = jax.random.key(0)
   for name in layouts:
@@ -114,6 +131,10 @@ def run(batch_sizes: list[int], layouts: list[str], repeats: int, numpy_repeats:
       negate = jax.jit(jnp.negative).lower(w).compile()
       jax.block_until_ready(negate(w))
       t_pass = min_time(lambda: negate(w), repeats)
+      index = augment.permutation_index(k_table, layout, (batch,))
+      gather = jax.jit(augment.apply_index).lower(w, index).compile()
+      jax.block_until_ready(gather(w, index))
+      t_gather = min_time(lambda: gather(w, index), repeats)
       for config, noise_std in CONFIGS.items():
         rng = np.random.default_rng(0)
         t_np = min_time(lambda: numpy_views(w_np, table_np, rng, noise_std), numpy_repeats)
@@ -126,7 +147,8 @@ def run(batch_sizes: list[int], layouts: list[str], repeats: int, numpy_repeats:
           jax.block_until_ready(compiled(next(keys), w, table))  # warm-up
           t_jax = min_time(lambda: compiled(next(keys), w, table), repeats)
           print(f"{name:16s} {n:5d} {batch:5d} {config:6s} {perm:6s} {batch / t_np:14,.0f} "
-                f"{batch / t_jax:12,.0f} {t_np / t_jax:6.1f}x {t_np / t_pass:6.1f}x {t_compile:9.2f}", flush=True)
+                f"{batch / t_jax:12,.0f} {t_np / t_jax:6.1f}x {t_np / t_pass:6.1f}x {t_np / t_gather:6.1f}x "
+                f"{t_compile:9.2f}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,7 +157,11 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
   parser.add_argument("--batch-sizes", nargs="+", type=int, default=None)
   parser.add_argument("--repeats", type=int, default=None, help="JAX timing repeats (default 10, quick 5)")
+  parser.add_argument("--keep-freed-memory", action="store_true",
+                      help="glibc: keep freed buffers in the heap (mallopt), so fresh outputs are not page-faulted")
   args = parser.parse_args(argv)
+  if args.keep_freed_memory:
+    keep_freed_memory()
   batch_sizes = args.batch_sizes or ([512] if args.quick else [512, 4096])
   repeats = args.repeats or (5 if args.quick else 10)
   run(batch_sizes, args.layouts, repeats, numpy_repeats=2 if args.quick else 3)
