@@ -16,7 +16,8 @@ Dense networks have batched rules (`jax.custom_batching.custom_vmap`) for the tw
 `evaluate_models` evaluates all models on the shared evaluation inputs with one first-layer GEMM, and
 `_models_ce_value_and_grad` computes the cross-entropy gradient with unrolled broadcast products. One
 model alone runs the generic code; tests check both give the same numbers. Measured on tetris_seed
-(2 cores, 1024 models, one device): 15.4 -> 4.3 µs per model-step; the full 1000-model zoo 7.4 -> 2.4 s.
+(2 cores, 1024 models, one device): 15.4 -> 4.4-6.2 µs per model-step; the full 1000-model zoo with
+`generate()` on both cores 7.4 -> 2.3-3.7 s (`benchmarks/zoo_throughput.py`).
 """
 
 from __future__ import annotations
