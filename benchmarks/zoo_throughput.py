@@ -19,7 +19,6 @@ same loop, which runs one model at a time and so cannot use the second core.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import os
 import subprocess
@@ -91,7 +90,7 @@ def main(argv=None) -> None:
     compiled = fn.lower(keys_n, hp_n, data).compile()
     compile_s[n] = time.perf_counter() - t0
     jax.block_until_ready(compiled(keys_n, hp_n, data).weights)
-    programs[n] = functools.partial(lambda c, k, h: c(k, h, data).weights, compiled, keys_n, hp_n)
+    programs[n] = lambda c=compiled, k=keys_n, h=hp_n: c(k, h, data).weights
 
   # Interleaved: every repeat times the loop and each zoo size back to back, so that a slow phase of
   # the (shared, noisy) machine hits both sides; the minimum over repeats is reported for each.

@@ -143,15 +143,20 @@ def _split_metrics(spec: TrainSpec, w: jax.Array, x: jax.Array, y: jax.Array, nu
     onehot_true = jax.nn.one_hot(yc, num_classes) * valid[:, None]
     return loss, correct, (onehot_pred * onehot_true).sum(0), onehot_pred.sum(0), onehot_true.sum(0)
 
+  return _summed_over_chunks(chunk_stats, x, y, spec.eval_batch_size)
+
+
+def _summed_over_chunks(chunk_stats, x: jax.Array, y: jax.Array, chunk_size: int):
+  """`chunk_stats(x, y, valid)` summed over chunks of `chunk_size` examples (0: one chunk); the last
+  chunk is zero-padded and `valid` (bool, per example) marks its real rows."""
   n = x.shape[0]
-  bs = spec.eval_batch_size
-  if bs <= 0 or bs >= n:
+  if chunk_size <= 0 or chunk_size >= n:
     return chunk_stats(x, y, jnp.ones((n,), bool))
-  n_chunks = -(-n // bs)
-  pad = n_chunks * bs - n
-  xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((n_chunks, bs) + x.shape[1:])
-  yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(n_chunks, bs)
-  valid = (jnp.arange(n_chunks * bs) < n).reshape(n_chunks, bs)
+  n_chunks = -(-n // chunk_size)
+  pad = n_chunks * chunk_size - n
+  xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((n_chunks, chunk_size) + x.shape[1:])
+  yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(n_chunks, chunk_size)
+  valid = (jnp.arange(n_chunks * chunk_size) < n).reshape(n_chunks, chunk_size)
   stats = jax.lax.map(lambda a: chunk_stats(*a), (xp, yp, valid))
   return jax.tree.map(lambda s: s.sum(0), stats)
 
@@ -164,15 +169,20 @@ def train_eval_indices(n_train: int, train_eval_size: int) -> np.ndarray | None:
   return np.sort(np.random.default_rng(0x7E57).permutation(n_train)[:train_eval_size])
 
 
+def _train_eval_split(spec: TrainSpec, data: Data) -> tuple[jax.Array, jax.Array]:
+  """The training examples and labels the training metrics are computed on."""
+  subset = train_eval_indices(data.x_train.shape[0], spec.train_eval_size)
+  if subset is None:
+    return data.x_train, data.y_train
+  return data.x_train[subset], data.y_train[subset]
+
+
 def evaluate(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int) -> jax.Array:
   """Metrics vector (see `metric_names`) of flat weights `w`: losses, accuracies, test F1 per class.
 
   Training metrics use the subset `train_eval_indices(n_train, spec.train_eval_size)` when it is set.
   """
-  x_tr, y_tr = data.x_train, data.y_train
-  subset = train_eval_indices(x_tr.shape[0], spec.train_eval_size)
-  if subset is not None:
-    x_tr, y_tr = x_tr[subset], y_tr[subset]
+  x_tr, y_tr = _train_eval_split(spec, data)
   tr_loss, tr_correct, *_ = _split_metrics(spec, w, x_tr, y_tr, num_classes)
   te_loss, te_correct, tp, n_pred, n_true = _split_metrics(spec, w, data.x_test, data.y_test, num_classes)
   return _metrics_vector(tr_loss, tr_correct, x_tr.shape[0], te_loss, te_correct, tp, n_pred, n_true,
@@ -216,6 +226,7 @@ def _models_split_stats(spec: TrainSpec, w: jax.Array, x: jax.Array, y: jax.Arra
   """Per model: summed loss `(M,)` and confusion counts `(M, predicted, true)` over one split."""
   def chunk_stats(xc, yc, valid):
     logits = _models_logits(spec, w, xc)
+    valid = valid.astype(logits.dtype)
     y_onehot = jax.nn.one_hot(yc, num_classes, dtype=logits.dtype) * valid[:, None]  # padding rows are 0
     picked = jnp.einsum("mcn,nc->m", logits, y_onehot)
     # Classes are few: max, argmax and logsumexp over them as elementwise ops on (M, n) slices.
@@ -229,17 +240,7 @@ def _models_split_stats(spec: TrainSpec, w: jax.Array, x: jax.Array, y: jax.Arra
     pred_onehot = (pred[:, None, :] == jnp.arange(num_classes)[None, :, None]).astype(logits.dtype)  # (M, C, n)
     return loss, jnp.einsum("mcn,nd->mcd", pred_onehot, y_onehot)
 
-  n = x.shape[0]
-  bs = spec.eval_batch_size
-  if bs <= 0 or bs >= n:
-    return chunk_stats(x, y, jnp.ones((n,), x.dtype))
-  n_chunks = -(-n // bs)
-  pad = n_chunks * bs - n
-  xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((n_chunks, bs) + x.shape[1:])
-  yp = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)]).reshape(n_chunks, bs)
-  valid = (jnp.arange(n_chunks * bs) < n).astype(x.dtype).reshape(n_chunks, bs)
-  stats = jax.lax.map(lambda a: chunk_stats(*a), (xp, yp, valid))
-  return jax.tree.map(lambda s: s.sum(0), stats)
+  return _summed_over_chunks(chunk_stats, x, y, spec.eval_batch_size)
 
 
 def evaluate_models(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int) -> jax.Array:
@@ -250,10 +251,7 @@ def evaluate_models(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int)
   """
   if spec.net.is_cnn:
     raise ValueError("evaluate_models computes dense networks only; vmap `evaluate` for a CNN")
-  x_tr, y_tr = data.x_train, data.y_train
-  subset = train_eval_indices(x_tr.shape[0], spec.train_eval_size)
-  if subset is not None:
-    x_tr, y_tr = x_tr[subset], y_tr[subset]
+  x_tr, y_tr = _train_eval_split(spec, data)
   tr_loss, tr_conf = _models_split_stats(spec, w, x_tr, y_tr, num_classes)
   te_loss, te_conf = _models_split_stats(spec, w, data.x_test, data.y_test, num_classes)
   trace = lambda conf: jnp.trace(conf, axis1=1, axis2=2)
@@ -435,20 +433,23 @@ def train_one(key: jax.Array, hp: dict[str, jax.Array], data: Data, spec: TrainS
   tx = make_optimizer(spec.optimizer, hp)
   opt_state = tx.init(w0)
 
-  def loss_fn(w, xb, yb, k_step):
-    logits = _logits(spec, w, xb, hp["dropout"], k_step if spec.dropout else None)
-    return _cross_entropy(logits, yb).mean() + hp["l2"] * jnp.sum(kernel_mask * w * w)
+  def dropout_ce(w, xb, yb, k_step):
+    return _cross_entropy(_logits(spec, w, xb, hp["dropout"], k_step), yb).mean()
+
+  def l2_penalty(w):
+    return hp["l2"] * jnp.sum(kernel_mask * w * w)
 
   def train_step(carry, inp):
     w, opt_state, finite, epoch = carry
     step, idx = inp
     k_step = jax.random.fold_in(jax.random.fold_in(k_drop, epoch), step) if spec.dropout else None
+    xb, yb = data.x_train[idx], data.y_train[idx]
     if spec.dropout:
-      loss, grad = jax.value_and_grad(loss_fn)(w, data.x_train[idx], data.y_train[idx], k_step)
+      loss, grad = jax.value_and_grad(dropout_ce)(w, xb, yb, k_step)
     else:  # no randomness in the loss: the batched rule of the cross-entropy gradient applies
-      loss, grad = _batchable_ce_value_and_grad(spec)(w, data.x_train[idx], data.y_train[idx])
-      l2_loss, l2_grad = jax.value_and_grad(lambda v: hp["l2"] * jnp.sum(kernel_mask * v * v))(w)
-      loss, grad = loss + l2_loss, grad + l2_grad
+      loss, grad = _batchable_ce_value_and_grad(spec)(w, xb, yb)
+    l2_loss, l2_grad = jax.value_and_grad(l2_penalty)(w)
+    loss, grad = loss + l2_loss, grad + l2_grad
     grad = grad + hp["wd"] * w
     updates, new_state = tx.update(grad, opt_state, w)
     if spec.train_subsets:  # steps past this model's share of the data leave it unchanged
