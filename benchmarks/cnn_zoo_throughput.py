@@ -13,7 +13,16 @@ the end) on 28x28 digits and prints, per net, all measured in this run:
   * the same for a Python loop that calls the jitted single-model trainer once per model (baseline),
   * ratios: vmapped (best size) vs loop, taps vs lax at the largest size, and 2 devices vs 1 at the
     largest size (on CPU a subprocess with `--xla_force_host_platform_device_count`; on an accelerator
-    host the visible devices).
+    host the visible devices),
+  * the GEMM floor (`--no-floor` skips it): any im2col formulation of a training step runs, per conv
+    layer, a forward GEMM (patches x kernel), a kernel-gradient GEMM and, except for the first layer, a
+    patch-gradient GEMM. Each is timed alone, batched over the zoo (each zoo size > 1, the fastest kept),
+    in the fastest of its operand layouts, with its inputs ready; their sum per model-step is what such a
+    program would cost if patches, pooling, activations, dense layers and the optimizer were free. Loop
+    time / floor (`ceiling`) is the highest vmapped-vs-loop ratio an im2col program can reach here; the
+    conv GEMMs' FLOPs give the GFLOP/s of the loop, the vmapped program and the floor. XLA:CPU does not
+    fuse a gather into a dot, so such a program also writes its patch tensors: the second ceiling adds
+    the time of gathering them (one `jnp.take` per layer from a precomputed index table).
 
 Timing: inputs on device; compile timed separately (AOT `lower().compile()`); then the minimum wall time
 over `--repeats` calls of `jax.block_until_ready(...)`. A model-step is one mini-batch update of one
@@ -33,6 +42,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from wsl_jax import datasets, image_data, nets
@@ -98,6 +108,75 @@ def time_loop(spec, data, n: int, repeats: int) -> tuple[float, float]:
   return compile_s, best_of(run, repeats) / (n * steps) * 1e6
 
 
+# Operand layouts tried for each GEMM of an im2col conv layer, batched over models (m): o = output
+# channels, k = patch length (in_channels * kh * kw), n = output positions of the mini-batch.
+FORWARD_LAYOUTS = ("mok,mkn->mon", "mnk,mok->mno")
+KERNEL_GRAD_LAYOUTS = ("mon,mkn->mok", "mno,mnk->mok", "mkn,mno->mko")
+PATCH_GRAD_LAYOUTS = ("mok,mon->mkn", "mno,mok->mnk")
+
+
+def conv_layers(net: nets.NetSpec) -> list[tuple[nets.ConvBlock, tuple[int, int, int], tuple[int, int]]]:
+  """Per conv layer: the block, its input (h, w, c), and its output size (ho, wo) before pooling."""
+  inputs = (net.input_shape,) + net.conv_output_shapes()[:-1]
+  return [(block, (h, w, c), ((h - block.kernel) // block.stride + 1, (w - block.kernel) // block.stride + 1))
+          for block, (h, w, c) in zip(net.convs, inputs)]
+
+
+def conv_gemms(net: nets.NetSpec, batch: int) -> list[dict]:
+  """Per conv layer of `net`: o, k, n (every output position of the batch, before pooling), first."""
+  return [dict(o=block.out_channels, k=c * block.kernel ** 2, n=batch * ho * wo, first=i == 0)
+          for i, (block, (_, _, c), (ho, wo)) in enumerate(conv_layers(net))]
+
+
+def conv_gemm_flops(net: nets.NetSpec, batch: int) -> float:
+  """FLOPs of the conv GEMMs of one model-step (forward, kernel gradient, patch gradient after layer 0)."""
+  return sum(2 * g["o"] * g["k"] * g["n"] * (2 if g["first"] else 3) for g in conv_gemms(net, batch))
+
+
+def time_einsum(spec: str, sizes: dict[str, int], repeats: int) -> float:
+  """Seconds of one jitted `jnp.einsum(spec)` on random operands whose axes have `sizes`."""
+  names = spec.split("->")[0].split(",")
+  keys = jax.random.split(jax.random.key(0), len(names))
+  operands = [jax.random.normal(k, tuple(sizes[a] for a in name)) for k, name in zip(keys, names)]
+  fn = jax.jit(lambda *ops: jnp.einsum(spec, *ops))
+  jax.block_until_ready(fn(*operands))
+  return best_of(lambda: fn(*operands), repeats)
+
+
+def patch_indices(net: nets.NetSpec) -> list[tuple[np.ndarray, int]]:
+  """Per conv layer: (positions, patch length) indices into one example's flattened (H, W, C) input,
+  and that input's size."""
+  tables = []
+  for block, (h, w, c), (ho, wo) in conv_layers(net):
+    k, s = block.kernel, block.stride
+    oi, oj, ci, ki, kj = np.meshgrid(np.arange(ho), np.arange(wo), np.arange(c), np.arange(k), np.arange(k),
+                                     indexing="ij")
+    tables.append(((((s * oi + ki) * w + s * oj + kj) * c + ci).reshape(ho * wo, c * k * k), h * w * c))
+  return tables
+
+
+def patches_us(net: nets.NetSpec, batch: int, models: int, repeats: int) -> float:
+  """µs per model-step of gathering every conv layer's patch tensor (models x batch examples)."""
+  total = 0.0
+  for table, size in patch_indices(net):
+    x = jax.random.normal(jax.random.key(1), (models * batch, size))
+    index = jnp.asarray(table.reshape(-1))
+    fn = jax.jit(lambda x, index=index: jnp.take(x, index, axis=1, mode="clip"))
+    jax.block_until_ready(fn(x))
+    total += best_of(lambda: fn(x), repeats)
+  return total / models * 1e6
+
+
+def gemm_floor_us(net: nets.NetSpec, batch: int, models: int, repeats: int) -> float:
+  """µs per model-step of the conv GEMMs alone, batched over `models`, each in its fastest layout."""
+  total = 0.0
+  for g in conv_gemms(net, batch):
+    sizes = dict(m=models, o=g["o"], k=g["k"], n=g["n"])
+    groups = [FORWARD_LAYOUTS, KERNEL_GRAD_LAYOUTS] + ([] if g["first"] else [PATCH_GRAD_LAYOUTS])
+    total += sum(min(time_einsum(spec, sizes, repeats) for spec in group) for group in groups)
+  return total / models * 1e6
+
+
 def device_run(args) -> dict:
   """The multi-device measurement (in this process): {net: µs per model-step} at the largest size."""
   from jax.sharding import Mesh
@@ -134,6 +213,7 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=20, help="mini-batches per model")
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--no-floor", action="store_true", help="skip the GEMM floor")
   parser.add_argument("--child-devices", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "wsl_jax", "jax"))
@@ -161,6 +241,15 @@ def main(argv=None) -> None:
     res["loop"] = us
     print(f"{name:12s} loop  {args.impls[0]:7s} M={args.loop_models:<5d} {us:9.0f} us/model-step   "
           f"(compile {compile_s:5.1f} s; Python loop over the jitted single-model trainer)", flush=True)
+    if not args.no_floor:
+      floors = {n: gemm_floor_us(net, args.batch, n, args.repeats) for n in args.sizes if n > 1}
+      if floors:
+        n_floor = min(floors, key=floors.get)
+        res["floor"] = floors[n_floor]
+        res["patches"] = min(patches_us(net, args.batch, n, args.repeats) for n in floors)
+        print(f"{name:12s} GEMM floor   M={n_floor:<5d} {res['floor']:9.0f} us/model-step   "
+              f"(conv GEMMs alone, {conv_gemm_flops(net, args.batch) / 1e6:.1f} MFLOP per model-step; "
+              f"gathering the patches: {res['patches']:.0f} us more)", flush=True)
 
   multi, where = (None, "skipped") if args.devices < 2 else multi_device_us(args)
   big = max(args.sizes)
@@ -173,6 +262,13 @@ def main(argv=None) -> None:
     line = (f"{name:12s} vmapped M={best_n} vs loop: {res['loop'] / res[(main_impl, best_n)]:.1f}x faster per model")
     for other in args.impls[1:]:
       line += f" | {main_impl} vs {other} at M={big}: {res[(other, big)] / res[(main_impl, big)]:.2f}x"
+    if "floor" in res:
+      flops = conv_gemm_flops(NETS[name], args.batch)
+      gflops = lambda us: flops / us / 1e3
+      line += (f" | ceiling loop / GEMM floor {res['loop'] / res['floor']:.1f}x, "
+               f"with patches {res['loop'] / (res['floor'] + res['patches']):.1f}x"
+               f" | conv GFLOP/s: loop {gflops(res['loop']):.1f}, vmapped {gflops(res[(main_impl, best_n)]):.1f}, "
+               f"floor {gflops(res['floor']):.1f}")
     if multi is not None:
       line += f" | {args.devices} devices vs 1 at M={big}: {res[(main_impl, big)] / multi[name]:.2f}x " \
               f"({multi[name]:.0f} us/model-step)"
