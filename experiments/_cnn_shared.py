@@ -199,11 +199,6 @@ def write_outputs(out: str, results: dict[str, Any], markdown: str) -> None:
 
 
 def run_cli(run: Any, *args: Any, **kwargs: Any) -> int:
-  """`run(*args, **kwargs)` for a `main`: 0, or 2 with the message when a data set is missing."""
-  from wsl_jax import image_data
-  try:
-    run(*args, **kwargs)
-  except image_data.DataNotFoundError as e:
-    common.log(f"error: {e}")
-    return 2
-  return 0
+  """`run(*args, **kwargs)` for a `main`: 0, or 2 with one line when a user error stops it (a missing
+  data set, a bad --out, a damaged cached zoo: `common.main_guard`)."""
+  return common.main_guard(lambda: run(*args, **kwargs))

@@ -354,16 +354,14 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
   """Run the study; write every output into `out`; return the results dict."""
   from wsl_jax.progress import progress_bar
 
-  os.makedirs(os.path.join(out, "runs"), exist_ok=True)
   timings: dict[str, float] = {}
   cell_cfgs = {c: cell_config(config.study, c, config.ssl) for c in config.cells}
-  common.write_json(os.path.join(out, "config.json"),
-                    {"experiment": NAME, "study": config.study, "seed": seed, "config": config,
-                     "cell_configs": {c: cfg.to_dict() for c, cfg in cell_cfgs.items()},
-                     "environment": common.environment()})
+  out = common.start_run(out, {"experiment": NAME, "study": config.study, "seed": seed, "config": config,
+                               "cell_configs": {c: cfg.to_dict() for c, cfg in cell_cfgs.items()}})
+  os.makedirs(os.path.join(out, "runs"), exist_ok=True)
 
   with common.stage("zoo", timings):
-    data = load_data(config, seed, zoo_cache or os.path.join(common.cache_root(), "zoos"), progress)
+    data = load_data(config, seed, common.zoo_cache_dir(zoo_cache), progress)
     zoo = data["zoo"]
     common.log(zoo.summary())
     common.log(f"SSL samples: train {len(data['w_train'])}, val {len(data['w_val'])}, test {len(data['w_test'])}")
@@ -451,8 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
       raise SystemExit(f"unknown cells {unknown}; cells of {args.study}: {'; '.join(all_cells(args.study))}")
     config = dataclasses.replace(config, cells=tuple(c for c in all_cells(args.study) if c in cells))
-  run(config, args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
-  return 0
+  return common.main_guard(
+      lambda: run(config, args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet))
 
 
 if __name__ == "__main__":

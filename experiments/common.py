@@ -48,16 +48,103 @@ def parse_args(name: str, doc: str, argv: Sequence[str] | None,
   return args
 
 
+def zoo_cache_dir(zoo_cache: str | None) -> str:
+  """The zoo cache folder: `zoo_cache` (resolved; an empty or unsafe path is refused, never silently
+  replaced by the default), or for None `$WSL_JAX_CACHE/zoos` (default ~/.cache/wsl_jax/zoos)."""
+  from wsl_jax import outputs
+  if zoo_cache is None:
+    return os.path.join(cache_root(), "zoos")
+  return outputs.resolve_output(zoo_cache, "--zoo-cache")
+
+
 def cached_zoo(preset: str, num_models: int, epochs: int, seed: int, cache: str, progress: bool = True):
-  """Load the zoo from the cache, or generate it there (resumable) and load it."""
+  """Load the zoo from the cache, or generate it there (resumable) and load it.
+
+  Raises:
+    wsl_jax.zoo.ZooFormatError: the cached zoo is damaged (the message names it; delete it to regenerate).
+    wsl_jax.outputs.UnsafeOutputError: `cache` is an unsafe path (empty, the working directory, ...).
+  """
+  from wsl_jax import outputs
   from wsl_jax import zoo as zoo_lib
-  folder = os.path.join(cache, f"{preset}-m{num_models}-e{epochs}-s{seed}")
-  if os.path.exists(os.path.join(folder, "zoo.json")):
+  folder = os.path.join(outputs.resolve_output(cache, "--zoo-cache"), f"{preset}-m{num_models}-e{epochs}-s{seed}")
+  if os.path.lexists(os.path.join(folder, "zoo.json")):
     log(f"zoo: reusing {folder}")
-    return zoo_lib.load(folder)
+    try:
+      return zoo_lib.load(folder)
+    except zoo_lib.ZooFormatError as e:
+      raise zoo_lib.ZooFormatError(f"the cached zoo {folder} is damaged ({e}); delete that folder to "
+                                   "generate it again, or pass another --zoo-cache") from e
   log(f"zoo: generating {preset} ({num_models} models x {epochs} epochs) into {folder}")
   return zoo_lib.generate(preset, num_models=num_models, epochs=epochs, seed=seed, out=folder,
                           progress=progress)
+
+
+def start_run(out: str, record: dict[str, Any]) -> str:
+  """Check output folder `out` for a run described by `record` and write its config.json; returns the
+  resolved folder.
+
+  `record` holds what identifies the run ("experiment", "seed", "config", ...; the environment is added
+  here). `out` may be new, empty, or hold an earlier run of the same experiment with the same record (a
+  rerun resumes its encoder training from the checkpoints there). Anything else is refused before a
+  file is written: an unsafe path (`wsl_jax.outputs.resolve_output`), a folder with files of someone
+  else's, or a run with other settings (e.g. another --seed), whose config.json would otherwise be
+  overwritten and its checkpoints mixed with this run's.
+
+  Raises:
+    wsl_jax.outputs.UnsafeOutputError: the message names the folder and the reason.
+  """
+  from wsl_jax import outputs
+  resolved = outputs.resolve_output(out)
+  config_path = os.path.join(resolved, "config.json")
+  identity = json.loads(json.dumps(to_jsonable(record)))
+  name = identity.get("experiment", "?")
+  if os.path.lexists(resolved):
+    if os.path.islink(resolved) or not os.path.isdir(resolved):
+      raise outputs.UnsafeOutputError(f"--out {resolved} exists and is not a folder; choose another --out")
+    if os.path.lexists(config_path):
+      try:
+        with open(config_path, encoding="utf-8") as f:
+          previous = json.load(f)
+      except (OSError, ValueError) as e:
+        raise outputs.UnsafeOutputError(f"{config_path} is not an experiment record of wsl_jax ({e}); choose "
+                                        "another --out") from e
+      if not isinstance(previous, dict) or previous.get("experiment") != name:
+        found = previous.get("experiment") if isinstance(previous, dict) else None
+        raise outputs.UnsafeOutputError(
+            f"--out {resolved} holds {'a run of experiments.' + str(found) if found else 'a config.json of someone else'}"
+            f", not of experiments.{name}; choose another --out")
+      differences = _differences({k: previous.get(k) for k in identity}, identity)
+      if differences:
+        raise outputs.UnsafeOutputError(
+            f"--out {resolved} holds a run of experiments.{name} with other settings ({'; '.join(differences[:4])}"
+            f"{'; ...' if len(differences) > 4 else ''}); rerun with those settings to resume it, or choose "
+            "another --out")
+    elif os.listdir(resolved):
+      raise outputs.UnsafeOutputError(f"--out {resolved} is not empty and holds no run of experiments.{name} "
+                                      "(no config.json); choose another --out")
+  os.makedirs(resolved, exist_ok=True)
+  write_json(config_path, {**identity, "environment": environment()})
+  return resolved
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+  """Dotted paths where two JSON values differ, with both values ("seed: 0 there, 1 now")."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    return [d for k in sorted(set(old) | set(new), key=str)
+            for d in _differences(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))]
+  if old == new:
+    return []
+  def short(v):
+    text = json.dumps(v)
+    return text if len(text) <= 30 else text[:27] + "..."
+  return [f"{path or 'record'}: {short(old)} there, {short(new)} now"]
+
+
+def main_guard(run: Any) -> int:
+  """Exit status of an experiment's `main` body `run()`: user errors (bad --out, a damaged cached zoo,
+  missing data, a full disk) print one line and give 2, without a traceback (`wsl_jax.outputs`)."""
+  from wsl_jax import outputs
+  return outputs.user_errors_as_one_line(run)
 
 
 def umap_available() -> bool:

@@ -271,14 +271,11 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
         progress: bool = True) -> dict[str, Any]:
   """Run the experiment; write every output into `out`; return the results dict."""
   from wsl_jax.progress import progress_bar
-  os.makedirs(out, exist_ok=True)
   timings: dict[str, float] = {}
   dataset = shared.resolve_data(config.data)
   common.log(f"data: {dataset}")
-  common.write_json(os.path.join(out, "config.json"),
-                    {"experiment": NAME, "seed": seed, "dataset": dataset, "config": config,
-                     "environment": common.environment()})
-  zoo_cache = zoo_cache or os.path.join(common.cache_root(), "zoos")
+  out = common.start_run(out, {"experiment": NAME, "seed": seed, "dataset": dataset, "config": config})
+  zoo_cache = common.zoo_cache_dir(zoo_cache)
   per_zoo: dict[str, dict[str, Any]] = {}
   bar = progress_bar(total=len(config.zoo_models), desc="zoos", unit="zoo", enabled=progress)
   for base, models in config.zoo_models:

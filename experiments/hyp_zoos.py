@@ -139,16 +139,14 @@ def run(config: ExperimentConfig, out: str, dataset: str = "digits_28", seed: in
   """
   from wsl_jax import configs, evaluate, report
   shared.require_data(dataset)
-  os.makedirs(out, exist_ok=True)
   timings: dict[str, float] = {}
   ssl = config.ssl if config.ssl is not None else configs.preset(PAPER_SSL[dataset])
-  common.write_json(os.path.join(out, "config.json"),
-                    {"experiment": NAME, "seed": seed, "dataset": dataset, "config": config, "ssl": ssl,
-                     "environment": common.environment()})
+  out = common.start_run(out, {"experiment": NAME, "seed": seed, "dataset": dataset, "config": config,
+                               "ssl": ssl})
   label = f"{dataset.upper()}-HYP"
   with common.stage("zoo", timings):
     zoo = shared.zoo_of("unterthiner_hyp", dataset, config.zoo_models, config.zoo_epochs, seed,
-                        zoo_cache or os.path.join(common.cache_root(), "zoos"), progress,
+                        common.zoo_cache_dir(zoo_cache), progress,
                         paper=config.paper_scale, **dict(config.zoo_overrides))
     split = zoo.split(seed=42)
     common.log(zoo.summary())

@@ -184,12 +184,9 @@ def run(config: ExperimentConfig, out: str, datasets: Sequence[str] | None = Non
     datasets = tuple(dict.fromkeys(datasets))
   else:
     datasets = default_datasets()
-  os.makedirs(out, exist_ok=True)
   timings: dict[str, float] = {}
-  common.write_json(os.path.join(out, "config.json"),
-                    {"experiment": NAME, "seed": seed, "datasets": list(datasets), "config": config,
-                     "environment": common.environment()})
-  cache = zoo_cache or os.path.join(common.cache_root(), "zoos")
+  out = common.start_run(out, {"experiment": NAME, "seed": seed, "datasets": list(datasets), "config": config})
+  cache = common.zoo_cache_dir(zoo_cache)
   zoos, encoders, recon = {}, {}, {}
   bar = progress_bar(total=2 * len(datasets), desc="zoos + encoders", unit="step", enabled=progress)
   for d in datasets:

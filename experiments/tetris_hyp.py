@@ -115,13 +115,11 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
   """Run the experiment; write every output into `out`; return the results dict."""
   from wsl_jax import baselines, evaluate, report, train
 
-  os.makedirs(out, exist_ok=True)
+  out = common.start_run(out, {"experiment": NAME, "seed": seed, "config": config})
   timings: dict[str, float] = {}
-  common.write_json(os.path.join(out, "config.json"),
-                    {"experiment": NAME, "seed": seed, "config": config, "environment": common.environment()})
 
   with common.stage("zoo", timings):
-    zoo_cache = zoo_cache or os.path.join(common.cache_root(), "zoos")
+    zoo_cache = common.zoo_cache_dir(zoo_cache)
     zoo = common.cached_zoo("tetris_hyp", config.zoo_models, config.zoo_epochs, seed, zoo_cache, progress)
     split = zoo.split(seed=42)  # diverged models are left out of every split
     n_diverged = int(zoo.diverged.sum())
@@ -173,9 +171,11 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = common.parse_args(NAME, __doc__, argv)
-  common.setup_jax()
-  run(get_config(args.preset), args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
-  return 0
+
+  def body():
+    common.setup_jax()
+    run(get_config(args.preset), args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
+  return common.main_guard(body)
 
 
 if __name__ == "__main__":

@@ -132,13 +132,11 @@ def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None
   """Run the experiment; write every output into `out`; return the results dict."""
   from wsl_jax import baselines, evaluate, report, train
 
-  os.makedirs(out, exist_ok=True)
+  out = common.start_run(out, {"experiment": NAME, "seed": seed, "config": config})
   timings: dict[str, float] = {}
-  common.write_json(os.path.join(out, "config.json"),
-                    {"experiment": NAME, "seed": seed, "config": config, "environment": common.environment()})
 
   with common.stage("zoo", timings):
-    zoo_cache = zoo_cache or os.path.join(common.cache_root(), "zoos")
+    zoo_cache = common.zoo_cache_dir(zoo_cache)
     zoo = common.cached_zoo("tetris_seed", config.zoo_models, config.zoo_epochs, seed, zoo_cache, progress)
     split = zoo.split(seed=42)
     common.log(zoo.summary())
@@ -218,11 +216,13 @@ def with_overrides(config: ExperimentConfig, dim: int | None = None, ssl_epochs:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = common.parse_args(NAME, __doc__, argv, extra=_override_arguments)
-  config = with_overrides(get_config(args.preset), args.dim, args.ssl_epochs, args.batch_size, args.lr,
-                          args.ssl_stride, args.eval_stride)
-  common.setup_jax()
-  run(config, args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
-  return 0
+
+  def body():
+    config = with_overrides(get_config(args.preset), args.dim, args.ssl_epochs, args.batch_size, args.lr,
+                            args.ssl_stride, args.eval_stride)
+    common.setup_jax()
+    run(config, args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
+  return common.main_guard(body)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def test_layout_csv_has_the_unterthiner_offsets(tmp_path, cnn_zoo):
 def test_export_import_is_bit_identical_and_reproduces_accuracy(tmp_path, cnn_zoo):
   assert not cnn_zoo.diverged.any()
   folder = unterthiner.export_zoo(cnn_zoo, str(tmp_path / "u"))
-  assert sorted(os.listdir(folder)) == ["layout.csv", "metrics.csv", "weights.npy"]
+  assert sorted(os.listdir(folder)) == ["layout.csv", "metrics.csv", "weights.npy", "wsl_jax_export.json"]
   rows = np.load(os.path.join(folder, "weights.npy"))
   assert rows.shape == (4 * 4, 4970) and rows.dtype == np.float32
   with open(os.path.join(folder, "metrics.csv")) as f:

@@ -111,10 +111,13 @@ def test_interrupted_generation_resumes_without_redoing_finished_chunks(referenc
   staged = np.load(os.path.join(out + ".partial", "weights.npy"), mmap_mode="r")
   np.testing.assert_array_equal(staged[first_chunk], reference_zoo.weights[first_chunk])
 
+  # Another device count pads the chunks differently (another program): refused, not mixed.
+  with pytest.raises(FileExistsError, match="devices: started with 1, now 2"):
+    zoo_lib.generate(HYP, out=out, chunk_size=4, devices=jax.devices()[:2], **SMALL)
   calls = _counting_run_chunk(monkeypatch)
-  resumed = zoo_lib.generate(HYP, out=out, chunk_size=4, devices=jax.devices()[:2], **SMALL)
+  resumed = zoo_lib.generate(HYP, out=out, chunk_size=4, devices=jax.devices()[:1], **SMALL)
   assert first_chunk not in calls and len(calls) == 2  # 3 chunks of 4, the first one not redone
-  _assert_same_zoo(resumed, reference_zoo, exact=False)  # resumed on 2 devices
+  _assert_same_zoo(resumed, reference_zoo)  # bit-identical to the uninterrupted run
   assert not os.path.exists(out + ".partial")
   assert sorted(os.listdir(out)) == ["diverged.npy", "hparams.npz", "properties.npz", "weights.npy", "zoo.json"]
   _assert_same_zoo(zoo_lib.load(out), reference_zoo, exact=False)

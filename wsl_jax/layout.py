@@ -38,6 +38,23 @@ LAYOUT_FORMAT_VERSION = 1
 LAYER_KINDS = ("dense", "conv")
 
 
+def positive_int(value: Any, name: str = "value") -> int:
+  """`value` as an int, if it is a positive integer: a Python or NumPy int, or a float with an integral
+  value (16.0). Bools, fractional numbers (5.5), zero, negative numbers and non-numbers raise a
+  ValueError naming `name`; nothing is truncated."""
+  if isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{name} must be a positive integer, got the bool {value!r}")
+  if isinstance(value, (int, np.integer)):
+    out = int(value)
+  elif isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+    out = int(value)
+  else:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+  if out < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Layer:
   """One dense or conv layer of a flat weight vector.
@@ -60,15 +77,17 @@ class Layer:
   in_block: int = 1
 
   def __post_init__(self):
-    if self.kind not in LAYER_KINDS:
+    if not isinstance(self.kind, str) or self.kind not in LAYER_KINDS:
       raise ValueError(f"layer kind must be one of {LAYER_KINDS}, got {self.kind!r}")
-    object.__setattr__(self, "kernel_size", tuple(int(k) for k in self.kernel_size))
     for name in ("out_units", "in_units", "in_block"):
-      value = getattr(self, name)
-      if not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"layer {name} must be a positive integer, got {value!r}")
-    if len(self.kernel_size) != 2 or min(self.kernel_size) < 1:
-      raise ValueError(f"kernel_size must be two positive integers, got {self.kernel_size!r}")
+      object.__setattr__(self, name, positive_int(getattr(self, name), f"layer {name}"))
+    kernel = self.kernel_size
+    if isinstance(kernel, (str, bytes)) or not isinstance(kernel, (Sequence, np.ndarray)) or len(kernel) != 2:
+      raise ValueError(f"kernel_size must be two positive integers, got {kernel!r}")
+    object.__setattr__(self, "kernel_size", tuple(positive_int(k, "kernel_size entry") for k in kernel))
+    if not isinstance(self.bias, (bool, np.bool_)):
+      raise ValueError(f"layer bias must be True or False, got {self.bias!r}")
+    object.__setattr__(self, "bias", bool(self.bias))
     if self.kind == "dense" and self.kernel_size != (1, 1):
       raise ValueError(f"a dense layer has kernel_size (1, 1), got {self.kernel_size!r}")
     if self.kind == "conv" and self.in_block != 1:
@@ -106,10 +125,15 @@ class Layer:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> Layer:
+    if not isinstance(d, dict):
+      raise ValueError(f"a layer must be a dict of its fields, got {type(d).__name__}")
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
       raise ValueError(f"unknown layer fields {sorted(unknown)}")
-    return cls(**{**d, "kernel_size": tuple(d.get("kernel_size", (1, 1)))})
+    missing = [k for k in ("kind", "out_units", "in_units") if k not in d]
+    if missing:
+      raise ValueError(f"a layer needs the fields {missing}")
+    return cls(**d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +184,13 @@ class Layout:
 
   @classmethod
   def mlp(cls, sizes: Sequence[int], bias: bool = True) -> Layout:
-    """Dense layers sizes[0] -> sizes[1] -> ... -> sizes[-1]."""
-    sizes = [int(s) for s in sizes]
+    """Dense layers sizes[0] -> sizes[1] -> ... -> sizes[-1].
+
+    Every size must be a positive integer (see `positive_int`): 5.5, True or 0 raise a ValueError.
+    """
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
+      raise ValueError(f"sizes must be a sequence of layer widths, got {type(sizes).__name__}")
+    sizes = [positive_int(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
     if len(sizes) < 2:
       raise ValueError(f"an MLP needs at least an input and an output size, got {sizes}")
     return cls(tuple(Layer("dense", o, i, bias=bias) for i, o in zip(sizes[:-1], sizes[1:])))
@@ -350,14 +379,23 @@ class Layout:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> Layout:
-    if not isinstance(d, dict) or "layers" not in d:
+    if not isinstance(d, dict) or not isinstance(d.get("layers"), list):
       raise ValueError("a layout dict needs a 'layers' list")
+    unknown = set(d) - {"format_version", "num_params", "layers"}
+    if unknown:
+      raise ValueError(f"unknown layout fields {sorted(unknown)}")
     version = d.get("format_version", LAYOUT_FORMAT_VERSION)
-    if version != LAYOUT_FORMAT_VERSION:
-      raise ValueError(f"layout format_version {version} is not supported (this code reads "
+    if version != LAYOUT_FORMAT_VERSION or isinstance(version, bool):
+      raise ValueError(f"layout format_version {version!r} is not supported (this code reads "
                        f"{LAYOUT_FORMAT_VERSION})")
-    layout = cls(tuple(Layer.from_dict(x) for x in d["layers"]))
-    if "num_params" in d and d["num_params"] != layout.num_params:
+    layers = []
+    for i, x in enumerate(d["layers"]):
+      try:
+        layers.append(Layer.from_dict(x))
+      except ValueError as e:
+        raise ValueError(f"layers[{i}]: {e}") from e
+    layout = cls(tuple(layers))
+    if "num_params" in d and (isinstance(d["num_params"], bool) or d["num_params"] != layout.num_params):
       raise ValueError(f"layout dict says num_params={d['num_params']}, but its layers add up to "
                        f"{layout.num_params}")
     return layout

@@ -34,6 +34,12 @@ the training split raises a ValueError.
 Metrics: `r2_score` (as scikit-learn's), `accuracy`, and `kendall_tau` (tau-b with ties, as
 `scipy.stats.kendalltau`, in O(n log n)).
 
+Non-finite inputs never turn into numbers: NaN or inf in features or regression targets (`x`, `y`,
+`y_true`) raise a ValueError naming the argument, as do NaN labels (`fit_linear_classifier`,
+`accuracy`, `LinearClassifier.score`) and NaN in `kendall_tau`'s inputs. The one NaN *result* is
+`r2_score` of a prediction that holds NaN or inf (the target's score is NaN), and `kendall_tau` of a
+constant sample (undefined).
+
 Example:
   >>> import numpy as np
   >>> from wsl_jax import probe
@@ -398,6 +404,10 @@ def r2_score(y_true: Any, y_pred: Any) -> np.ndarray:
 
   As scikit-learn's `r2_score` (per output): a constant `y_true` gives 1.0 for a perfect prediction
   and 0.0 otherwise. Returns a scalar array for 1-D inputs, else (t,).
+
+  Non-finite values: a NaN or inf in `y_true` raises a ValueError (as every probe entry point does for
+  its targets: drop those samples first); a NaN or inf in `y_pred` makes that target's R² NaN (a
+  diverged prediction has no score; `fit_ridge_val` skips such alphas), never a finite number.
   """
   y_true = np.asarray(y_true, np.float64)
   y_pred = np.asarray(y_pred, np.float64)
@@ -405,21 +415,29 @@ def r2_score(y_true: Any, y_pred: Any) -> np.ndarray:
     raise ValueError(f"y_true has shape {y_true.shape}, y_pred has shape {y_pred.shape}")
   if y_true.ndim not in (1, 2) or y_true.shape[0] < 2:
     raise ValueError(f"R² needs (samples,) or (samples, targets) with at least 2 samples, got {y_true.shape}")
+  if not np.isfinite(y_true).all():
+    raise ValueError(f"y_true contains {int((~np.isfinite(y_true)).sum())} non-finite values (NaN or inf); "
+                     "drop those samples first")
   ss_res = ((y_true - y_pred) ** 2).sum(axis=0)
   ss_tot = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
   with np.errstate(divide="ignore", invalid="ignore"):
     r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0),
                   np.where(ss_res == 0, 1.0, 0.0))
+  r2 = np.where(np.isfinite(y_pred).all(axis=0), r2, np.nan)
   return np.asarray(r2)
 
 
 def accuracy(y_true: Any, y_pred: Any) -> float:
-  """Fraction of equal labels (any comparable dtype, strings included)."""
+  """Fraction of equal labels (any comparable dtype, strings included). A NaN label raises a ValueError
+  (NaN equals nothing, so it would count as a silent miss)."""
   y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
   if y_true.shape != y_pred.shape or y_true.ndim != 1:
     raise ValueError(f"accuracy needs two 1-D arrays of one length, got {y_true.shape} and {y_pred.shape}")
   if y_true.size == 0:
     raise ValueError("accuracy of zero samples is undefined")
+  for name, v in (("y_true", y_true), ("y_pred", y_pred)):
+    if v.dtype.kind in "fc" and np.isnan(v).any():
+      raise ValueError(f"{name} contains {int(np.isnan(v).sum())} NaN labels; drop those samples first")
   return float((y_true == y_pred).mean())
 
 
@@ -462,14 +480,16 @@ def kendall_tau(x: Any, y: Any) -> float:
   """Kendall's tau-b between two 1-D samples (ties handled as `scipy.stats.kendalltau`).
 
   tau_b = (P - Q) / sqrt((n0 - n1) (n0 - n2)), with P / Q the concordant / discordant pairs, n0 all
-  pairs, n1 / n2 the pairs tied in x / y. NaN when x or y is constant (tau is undefined then).
+  pairs, n1 / n2 the pairs tied in x / y. NaN when x or y is constant (tau is undefined then); NaN or inf
+  in a numeric x or y raises a ValueError.
   """
   x, y = np.asarray(x), np.asarray(y)
   if x.ndim != 1 or x.shape != y.shape:
     raise ValueError(f"kendall_tau needs two 1-D arrays of one length, got {x.shape} and {y.shape}")
   for name, v in (("x", x), ("y", y)):
-    if np.issubdtype(v.dtype, np.floating) and np.isnan(v).any():
-      raise ValueError(f"{name} contains NaN; drop those samples first")
+    if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+      raise ValueError(f"{name} contains {int((~np.isfinite(v)).sum())} non-finite values (NaN or inf); "
+                       "drop those samples first")
   n = x.size
   if n < 2:
     return float("nan")
@@ -539,7 +559,10 @@ class LinearClassifier:
     return z / z.sum(axis=1, keepdims=True)
 
   def score(self, x: Any, y: Any, split: str = "y") -> float:
-    """Accuracy on (x, y); labels unseen in training raise a ValueError."""
+    """Accuracy on (x, y); NaN labels and labels unseen in training raise a ValueError."""
+    y = np.asarray(y)
+    if y.dtype.kind in "fc" and np.isnan(y).any():
+      raise ValueError(f"{split} contains {int(np.isnan(y).sum())} NaN labels; drop those samples first")
     encode_labels(y, self.classes, split)
     return accuracy(np.asarray(y), self.predict(x))
 

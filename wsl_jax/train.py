@@ -17,7 +17,8 @@ Reproducibility and resumption: the data order of epoch e is `numpy.random.defau
 `fold_in(fold_in(key(seed), e), s)`. Both are pure functions of (seed, epoch, step), so a run killed at
 any moment and restarted with the same arguments resumes from its last checkpoint (orbax
 `CheckpointManager`: model, optimizer and schedule state, RNG key, epoch, history) and ends with the
-same parameters as an uninterrupted run.
+same parameters as an uninterrupted run. A damaged checkpoint (checked against the SHA-256 of its files
+recorded at save time) is moved aside with a warning and the run resumes from the one before.
 
 Data parallelism: with several devices, a `Mesh` with one "data" axis shards every batch and
 replicates the state; XLA inserts the reductions (gradients, BatchNorm statistics, NT-Xent
@@ -37,6 +38,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -58,6 +60,8 @@ CHECKPOINT_FORMAT_VERSION = 1
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+CHECKSUM_FILE = "wsl_jax_sha256.json"  # in each checkpoint step folder: every file's size and SHA-256
+DAMAGED_DIR = "damaged_checkpoints"  # damaged checkpoint steps are moved here on resume
 # Stream of the evaluation views' keys (fixed for a run, so successive evaluations are comparable).
 _EVAL_STREAM = 0x5EED
 
@@ -534,11 +538,66 @@ def _checkpoint_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
                                item_names=("state", "meta"))
 
 
+def _step_dir(manager: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(os.fspath(manager.directory), str(step))
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    while block := f.read(1 << 24):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _write_checksums(step_dir: str) -> None:
+  """Record the size and SHA-256 of every file of a finished checkpoint step (orbax checks neither: a
+  truncated file fails deep in TensorStore, and a same-size corruption may restore silently)."""
+  files = {}
+  for root, _, names in os.walk(step_dir):
+    for name in sorted(names):
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, step_dir)
+      if rel != CHECKSUM_FILE:
+        files[rel] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+  _write_json(os.path.join(step_dir, CHECKSUM_FILE), {"files": files})
+
+
+def _verify_step(step_dir: str) -> tuple[bool, str | None]:
+  """(whether the step has a checksum record, the first problem found or None). A step without a record
+  (written before checksums were recorded, or by a run killed between the save and the record) is not
+  checked here; a failure to restore it counts as damage."""
+  record = os.path.join(step_dir, CHECKSUM_FILE)
+  if not os.path.isfile(record):
+    return False, None
+  try:
+    with open(record) as f:
+      files = json.load(f)["files"]
+    entries = [(rel, int(r["bytes"]), str(r["sha256"])) for rel, r in files.items()]
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    return True, f"its checksum record {CHECKSUM_FILE} is unreadable ({_one_line(e)})"
+  for rel, size, digest in entries:
+    path = os.path.join(step_dir, rel)
+    if not os.path.isfile(path):
+      return True, f"{rel} is missing"
+    if os.path.getsize(path) != size:
+      return True, f"{rel} has {os.path.getsize(path)} bytes, {size} were written (truncated or changed)"
+    if _sha256(path) != digest:
+      return True, f"{rel} does not match the SHA-256 recorded when it was written (corrupt)"
+  return True, None
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+  text = " ".join(str(e).split()) or type(e).__name__
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _save(manager: ocp.CheckpointManager, state: dict[str, Any], key: jax.Array, meta: dict[str, Any]) -> None:
   tree = dict(state, rng=jax.random.key_data(key))
   manager.save(meta["epoch"], args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                       meta=ocp.args.JsonSave(meta)))
   manager.wait_until_finished()
+  _write_checksums(_step_dir(manager, meta["epoch"]))
 
 
 def _restore(manager: ocp.CheckpointManager, epoch: int, template: dict[str, Any], key: jax.Array,
@@ -588,6 +647,86 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+class _DamagedStep(Exception):
+  """A checkpoint step that cannot be restored (internal; becomes a warning or a ValueError)."""
+
+
+def _read_step(manager: ocp.CheckpointManager, step: int,
+               prepare: Callable[[dict[str, Any]], tuple[Any, jax.Array, NamedSharding]]
+               ) -> tuple[dict[str, Any], jax.Array, dict[str, Any]]:
+  """Restore checkpoint `step` after checking its files against their recorded SHA-256.
+
+  `prepare(meta)` checks the run (a ValueError propagates: a different run is not damage) and returns
+  the state template, the key template and the sharding to restore with. Raises `_DamagedStep` for a
+  damaged step; a step whose files match their checksums but which does not restore raises a
+  ValueError (not damage: a bug or an incompatible version).
+  """
+  checked, problem = _verify_step(_step_dir(manager, step))
+  if problem is not None:
+    raise _DamagedStep(problem)
+  try:
+    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    if not isinstance(meta, dict) or not {"epoch", "history", "config", "layout"} <= set(meta):
+      raise ValueError("its metadata is not a checkpoint record of wsl_jax.train")
+  except Exception as e:  # orbax / json errors of a damaged step
+    if checked:
+      raise ValueError(f"checkpoint step {step} in {manager.directory} matches its checksums but its "
+                       f"metadata cannot be read: {_one_line(e)}") from e
+    raise _DamagedStep(f"its metadata cannot be read ({_one_line(e)})") from e
+  template, key, sharding = prepare(meta)
+  try:
+    return _restore(manager, step, template, key, sharding)
+  except Exception as e:  # TensorStore errors of a truncated or corrupt array file
+    if checked:
+      raise ValueError(f"checkpoint step {step} in {manager.directory} matches its checksums but cannot be "
+                       f"restored: {_one_line(e)}") from e
+    raise _DamagedStep(f"its state cannot be read ({_one_line(e)})") from e
+
+
+def _move_aside(workdir: str, step_dir: str, step: int) -> str:
+  folder = os.path.join(workdir, DAMAGED_DIR)
+  os.makedirs(folder, exist_ok=True)
+  dest, k = os.path.join(folder, str(step)), 1
+  while os.path.lexists(dest):
+    dest, k = os.path.join(folder, f"{step}-{k}"), k + 1
+  os.rename(step_dir, dest)
+  return dest
+
+
+def _resume(manager: ocp.CheckpointManager, workdir: str, keep: int, template: Any, key: jax.Array,
+            sharding: NamedSharding, check: Callable[[dict[str, Any]], None]
+            ) -> tuple[ocp.CheckpointManager, tuple[dict[str, Any], jax.Array, dict[str, Any]] | None]:
+  """The latest intact checkpoint of `workdir` (None: there is none), and the manager to go on with.
+
+  Damaged steps (a file truncated, missing or not matching its recorded SHA-256, or, for a step without
+  a checksum record, one that fails to restore) are moved to `workdir/damaged_checkpoints/` with a
+  warning naming each step, so that training resumes from the previous intact step (the same result:
+  training is deterministic) or, when none is intact, starts from scratch.
+  """
+  def prepare(meta):
+    check(meta)
+    return template, key, sharding
+
+  damaged, restored, good = [], None, None
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = _read_step(manager, step, prepare)
+      good = step
+      break
+    except _DamagedStep as e:
+      damaged.append((step, str(e)))
+  if not damaged:
+    return manager, restored
+  then = (f"resuming from step {good}, the latest intact one" if restored is not None
+          else "no intact checkpoint is left: training starts from scratch")
+  for step, problem in damaged:
+    dest = _move_aside(workdir, _step_dir(manager, step), step)
+    warnings.warn(f"{workdir}: checkpoint step {step} is damaged: {problem}; moved it to {dest}, {then}",
+                  UserWarning, stacklevel=3)
+  manager.close()
+  return _checkpoint_manager(workdir, keep), restored
+
+
 def _rewrite_log(path: str, history: list[dict[str, Any]]) -> None:
   """The metrics log holds exactly the checkpointed history (drops epochs a killed run logged later)."""
   tmp = path + ".tmp"
@@ -599,19 +738,46 @@ def _rewrite_log(path: str, history: list[dict[str, Any]]) -> None:
 
 def restore(workdir: str, devices: Sequence[jax.Device] | int | None = None,
             epoch: int | None = None) -> TrainResult:
-  """The run in `workdir` as of its latest checkpoint (or `epoch`), without training further."""
+  """The run in `workdir` as of its latest checkpoint (or `epoch`), without training further.
+
+  A damaged checkpoint (see `fit`) is skipped with a warning naming its step when `epoch` is None (the
+  latest intact one is returned; nothing is moved), and raises a ValueError when it is the `epoch` asked
+  for.
+  """
   manager = _checkpoint_manager(workdir, keep=1_000_000)
-  try:
-    epoch = manager.latest_step() if epoch is None else epoch
-    if epoch is None:
-      raise ValueError(f"no checkpoint in {workdir}")
-    meta = manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+  found: dict[str, Any] = {}
+
+  def prepare(meta):
     config, layout = TrainConfig.from_dict(meta["config"]), Layout.from_dict(meta["layout"])
     mesh = make_mesh(default_device_count(config.batch_size) if devices is None else devices)
+    found.update(config=config, layout=layout, mesh=mesh)
     template = jax.eval_shape(lambda: init_state(config, layout, jax.random.key(0), 1))
-    state, _, meta = _restore(manager, epoch, template, jax.random.key(meta["seed"]), _shardings(mesh)[0])
+    return template, jax.random.key(meta["seed"]), _shardings(mesh)[0]
+
+  try:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+      raise ValueError(f"no checkpoint in {workdir}")
+    if epoch is not None:
+      if epoch not in steps:
+        raise ValueError(f"no checkpoint of epoch {epoch} in {workdir} (it has epochs {sorted(steps)})")
+      steps = [epoch]
+    restored = None
+    for step in steps:
+      try:
+        restored = _read_step(manager, step, prepare)
+        break
+      except _DamagedStep as e:
+        if epoch is not None:
+          raise ValueError(f"{workdir}: checkpoint step {step} is damaged: {e}") from e
+        warnings.warn(f"{workdir}: checkpoint step {step} is damaged: {e}; skipping it", UserWarning,
+                      stacklevel=2)
+    if restored is None:
+      raise ValueError(f"no intact checkpoint in {workdir}: every step is damaged")
   finally:
     manager.close()
+  state, _, meta = restored
+  config, layout, mesh = found["config"], found["layout"], found["mesh"]
   return TrainResult(config=config, layout=layout, seed=meta["seed"], state=state, history=meta["history"],
                      workdir=workdir, mesh=mesh)
 
@@ -643,7 +809,12 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
       and after the last epoch (loss terms and reconstruction R^2).
     layout: the layout of the flat vectors.
     workdir: folder for checkpoints (`checkpoints/`), the per-epoch log (`metrics.jsonl`) and
-      `config.json`. None trains in memory, without checkpoints.
+      `config.json`. None trains in memory, without checkpoints. Each checkpoint step records its
+      files' sizes and SHA-256 (`wsl_jax_sha256.json`); on resume, a damaged step (a file truncated,
+      missing or changed, or, for a step without that record, one that fails to restore) is moved to
+      `damaged_checkpoints/` with a warning naming the step, and training resumes from the latest
+      intact step (the same final result: training is deterministic), or starts from scratch, with a
+      warning, when none is intact.
     seed: seeds the parameters, the data order and every augmentation and dropout key.
       Resuming needs the same seed, training weights, layout and config; only `epochs` (to train
       longer) and the evaluation / checkpoint settings may change.
@@ -688,11 +859,10 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
     os.makedirs(workdir, exist_ok=True)
     manager = _checkpoint_manager(workdir, config.keep_checkpoints)
     log_path = os.path.join(workdir, METRICS_FILE)
-    latest = manager.latest_step()
-    if latest is not None:
-      meta = manager.restore(latest, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-      _check_resumable(meta, config, layout, seed, fingerprint, workdir)
-      state, k_train, meta = _restore(manager, latest, state, k_train, replicated)
+    manager, restored = _resume(manager, workdir, config.keep_checkpoints, state, k_train, replicated,
+                                lambda meta: _check_resumable(meta, config, layout, seed, fingerprint, workdir))
+    if restored is not None:
+      state, k_train, meta = restored
       history = meta["history"]
     _write_json(os.path.join(workdir, CONFIG_FILE), {"seed": seed, "config": config.to_dict(),
                                                      "layout": layout.to_dict()})

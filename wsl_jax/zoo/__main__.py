@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from wsl_jax import outputs
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo import presets as zoo_presets
 
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
   gen.add_argument("--seed", type=int, default=0, help="zoo seed (default 0)")
   gen.add_argument("--chunk-size", type=int, default=None,
                    help="models per compiled call (default: the preset's, else 512)")
-  gen.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out")
+  gen.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out (only a zoo written by wsl_jax, "
+                   "holding nothing else)")
   gen.add_argument("--quiet", action="store_true", help="no progress bar")
   info = sub.add_parser("info", help="print a zoo's summary")
   info.add_argument("folder")
@@ -44,33 +46,28 @@ def main(argv: list[str] | None = None) -> int:
             f"params, {p.epochs} epochs, data set {p.dataset}")
     return 0
   if args.command == "info":
-    try:
-      print(zoo_io.load(args.folder, verify=True).summary())
-    except (zoo_io.ZooFormatError, ValueError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 1
-    return 0
+    return outputs.user_errors_as_one_line(lambda: _info(args.folder), code=1)
+  return outputs.user_errors_as_one_line(lambda: _generate(args))
 
+
+def _info(folder: str) -> None:
+  zoo = zoo_io.load(folder, verify=True)
+  print(zoo.summary())
+
+
+def _generate(args: argparse.Namespace) -> None:
   from wsl_jax import runtime
-  runtime.configure()
-  from wsl_jax.zoo.generate import generate
-  try:
-    preset = zoo_presets.get(args.preset)
-  except ValueError as e:
-    parser.error(str(e))
+  out = outputs.resolve_output(args.out)  # before any work: a bad --out is reported at once
+  preset = zoo_presets.get(args.preset)
   if args.paper:  # the paper's zoo size, epochs and data (`ZooPreset.paper_scale`)
     preset = preset.paper_scale()
-  num_models = args.models
+  runtime.configure()
+  from wsl_jax.zoo.generate import generate
   t0 = time.time()
-  try:
-    zoo = generate(preset, num_models=num_models, epochs=args.epochs, seed=args.seed, out=args.out,
-                   chunk_size=args.chunk_size, progress=not args.quiet, overwrite=args.overwrite)
-  except (ValueError, FileExistsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  zoo = generate(preset, num_models=args.models, epochs=args.epochs, seed=args.seed, out=out,
+                 chunk_size=args.chunk_size, progress=not args.quiet, overwrite=args.overwrite)
   print(zoo.summary())
-  print(f"wrote {os.path.abspath(args.out)} in {time.time() - t0:.1f} s")
-  return 0
+  print(f"wrote {out} in {time.time() - t0:.1f} s")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,59 @@ from wsl_jax import nets
 from wsl_jax.layout import Layout
 
 
+def as_indices(values: Any, size: int, name: str, what: str = "model") -> np.ndarray:
+  """`values` as int64 indices into an axis of `size` entries, checked; nothing is truncated or wrapped.
+
+  Accepted: a 1-D array or sequence of integers in 0..size-1 (repeats allowed), or a boolean mask of
+  exactly `size` entries (selects the True positions, as NumPy does). Float indices (even 3.0), masks of
+  another length, negative or too large indices and arrays of another rank raise a ValueError that
+  names `name`.
+  """
+  a = np.asarray(values)
+  if a.dtype == bool:
+    if a.shape != (size,):
+      raise ValueError(f"{name} is a boolean mask of shape {a.shape}; a mask needs one entry per {what} "
+                       f"({size},)")
+    return np.flatnonzero(a).astype(np.int64)
+  if a.ndim != 1:
+    raise ValueError(f"{name} must be a 1-D array of {what} indices, got shape {a.shape}")
+  if a.size == 0:
+    return np.zeros(0, np.int64)
+  if not np.issubdtype(a.dtype, np.integer):
+    raise ValueError(f"{name} must hold integer {what} indices, got dtype {a.dtype} (e.g. {a[0]!r}); "
+                     "float indices are not rounded")
+  bad = a[(a < 0) | (a >= size)]
+  if bad.size:
+    raise ValueError(f"{name} holds {what} indices outside 0..{size - 1}: {bad[:5].tolist()}")
+  return a.astype(np.int64)
+
+
 @dataclasses.dataclass(frozen=True)
 class Split:
-  """Model indices of the train / val / test splits (disjoint, each sorted)."""
+  """Model indices of the train / val / test splits (disjoint, each sorted).
+
+  Each part must be a 1-D array of non-negative integers (a float or boolean array raises a
+  ValueError); whether the indices exist in a zoo, and are disjoint, is checked where the split is used
+  (`Zoo.samples`, `wsl_jax.evaluate`).
+  """
 
   train: np.ndarray
   val: np.ndarray
   test: np.ndarray
+
+  def __post_init__(self):
+    for name in ("train", "val", "test"):
+      a = np.asarray(getattr(self, name))
+      if a.dtype == bool:
+        raise ValueError(f"split {name} is a boolean array; a Split holds model indices "
+                         "(use np.flatnonzero(mask))")
+      if a.ndim != 1:
+        raise ValueError(f"split {name} must be a 1-D array of model indices, got shape {a.shape}")
+      if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"split {name} must hold integer model indices, got dtype {a.dtype}")
+      if a.size and a.min() < 0:
+        raise ValueError(f"split {name} holds negative model indices: {a[a < 0][:5].tolist()}")
+      object.__setattr__(self, name, a.astype(np.int64))
 
   def __getitem__(self, name: str) -> np.ndarray:
     if name not in ("train", "val", "test"):
@@ -42,13 +88,19 @@ def split_models(num_models: int, fractions: tuple[float, float, float] = (0.7, 
                  seed: int = 42, exclude: np.ndarray | None = None) -> Split:
   """Shuffle the models with `seed`; train = first int(0.7 M), val = next int(0.15 M), test = the rest.
 
-  `exclude` (bool (M,)) removes models (e.g. diverged ones) before shuffling.
+  `exclude` (bool (M,)) removes models (e.g. diverged ones) before shuffling; it must be a boolean mask
+  (an integer array raises a ValueError rather than being read as 0 / 1 flags).
   """
+  if isinstance(num_models, (bool, np.bool_)) or not isinstance(num_models, (int, np.integer)) or num_models < 0:
+    raise ValueError(f"num_models must be a non-negative integer, got {num_models!r}")
   if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
     raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
   ids = np.arange(num_models)
   if exclude is not None:
-    exclude = np.asarray(exclude, bool)
+    exclude = np.asarray(exclude)
+    if exclude.dtype != bool:
+      raise ValueError(f"exclude must be a boolean mask (one bool per model), got dtype {exclude.dtype}; "
+                       "for model indices use a mask: m = np.zeros(num_models, bool); m[indices] = True")
     if exclude.shape != (num_models,):
       raise ValueError(f"exclude has shape {exclude.shape}, expected ({num_models},)")
     ids = ids[~exclude]
@@ -122,12 +174,19 @@ class Zoo:
               ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Every (model, checkpoint) of `models` as a sample row.
 
+    Args:
+      models: model indices (1-D integers in 0..M-1), or a boolean mask of M entries.
+      checkpoints: checkpoint indices (positions, not epochs) in 0..E-1, or a boolean mask of E
+        entries; None: every checkpoint. Float or out-of-range indices raise a ValueError (see
+        `as_indices`).
+
     Returns:
       weights (S, N), properties dict of (S,), and the model index of each row (S,), with
       S = len(models) * len(checkpoints), model-major.
     """
-    models = np.asarray(models, np.int64)
-    ck = np.arange(self.num_checkpoints) if checkpoints is None else np.asarray(checkpoints, np.int64)
+    models = as_indices(models, self.num_models, "models")
+    ck = (np.arange(self.num_checkpoints) if checkpoints is None
+          else as_indices(checkpoints, self.num_checkpoints, "checkpoints", "checkpoint"))
     w = self.weights[models][:, ck].reshape(-1, self.num_params)
     props = {k: v[models][:, ck].reshape(-1) for k, v in self.properties.items()}
     hp = {k: np.repeat(v[models], len(ck)) for k, v in self.hparams.items()}
@@ -135,9 +194,11 @@ class Zoo:
     return w, props, np.repeat(models, len(ck))
 
   def subset(self, models: np.ndarray | None = None, checkpoints: np.ndarray | None = None) -> Zoo:
-    """A zoo with only the given models and / or checkpoints (copies)."""
-    models = np.arange(self.num_models) if models is None else np.asarray(models, np.int64)
-    ck = np.arange(self.num_checkpoints) if checkpoints is None else np.asarray(checkpoints, np.int64)
+    """A zoo with only the given models and / or checkpoints (copies); indices or boolean masks as for
+    `samples`."""
+    models = np.arange(self.num_models) if models is None else as_indices(models, self.num_models, "models")
+    ck = (np.arange(self.num_checkpoints) if checkpoints is None
+          else as_indices(checkpoints, self.num_checkpoints, "checkpoints", "checkpoint"))
     return Zoo(weights=self.weights[models][:, ck], epochs=self.epochs[ck],
                properties={k: v[models][:, ck] for k, v in self.properties.items()},
                hparams={k: v[models] for k, v in self.hparams.items()}, net=self.net,

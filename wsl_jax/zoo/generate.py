@@ -7,14 +7,18 @@ Models are grouped into buckets by the discrete choices that change the program 
 optimizer); initializers are selected per model inside a program. Each bucket runs in fixed-size
 chunks of the model axis (one compilation per bucket; the last chunk is padded), so memory stays
 bounded whatever the zoo size. With several devices the model axis of a chunk is sharded over a
-`jax.sharding.Mesh` ("models" axis); the result is the same zoo as on one device. The chunks depend on
-`chunk_size` only (each is padded to a multiple of the device count), so a generation may resume on
-another number of devices.
+`jax.sharding.Mesh` ("models" axis); the result is the same zoo as on one device to float tolerance.
+The chunks depend on `chunk_size` only; each is padded to a multiple of the device count, which changes
+the compiled program, so a resume on another number of devices is refused rather than mixed.
 
-With `out`, every finished chunk is written to `<out>.partial/` (weights into a memory-mapped
-`weights.npy`, metrics and the chunk's model indices into one small file per chunk) before the next
-starts. A killed generation, rerun with the same arguments, skips the finished chunks; the folder
-becomes the zoo (renamed to `out`) only when every chunk is done.
+With `out`, every finished chunk is written to `<out>.partial/` (weights into a memory-mapped, fully
+allocated `weights.npy`; metrics, the chunk's model indices and a SHA-256 of its weights into one small
+file per chunk) before the next starts. A killed generation, rerun with the same arguments, skips the
+finished chunks whose weights still match their checksum and recomputes the others; a staging weights
+file of the wrong size is rebuilt. The folder becomes the zoo (one atomic rename to `out`, which never
+replaces a folder that appeared meanwhile) only when every chunk is done, without the resume files. A
+lock keeps a second run away from the same `out`; the free disk space is checked before anything is
+written. docs/reliability.md lists the faults tried and what each guarantees.
 
 Data: the preset's data set, or the first of its `dataset_fallbacks` that is available when its files
 are missing (a warning says so, and `zoo.dataset` names the one used); then the preset's fixed
@@ -47,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from wsl_jax import datasets, image_data, nets
+from wsl_jax import datasets, image_data, nets, outputs
 from wsl_jax.progress import progress_bar
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo import presets as zoo_presets
@@ -187,23 +191,36 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
       epoch is always recorded.
     seed: zoo seed (model keys and data order).
     out: folder to write the zoo to (atomic; resumable through `<out>.partial/`). None: memory only.
+      Refused (`wsl_jax.outputs.UnsafeOutputError`) when empty, the working directory or a parent of
+      it, the home directory or a filesystem root.
     chunk_size: models per compiled call (each call padded to a multiple of the device count); None:
       the preset's `chunk_size`, else `DEFAULT_CHUNK_SIZE`.
     devices: devices to shard the model axis over (default: all local devices).
     progress: show a progress bar (models/s and ETA).
-    overwrite: replace an existing zoo at `out`.
+    overwrite: replace an existing zoo at `out`; only a zoo written by wsl_jax with nothing else in its
+      folder is ever replaced.
 
   Returns:
     The `Zoo`.
+
+  Raises:
+    FileExistsError: `out` exists (without `overwrite`), or `<out>.partial` holds an unfinished
+      generation with other settings (the message says which differ).
+    wsl_jax.outputs.UnsafeOutputError: an unsafe `out`, a folder wsl_jax did not write, or another
+      generation running into the same `out`.
+    wsl_jax.outputs.OutOfSpaceError: the zoo does not fit on the disk (checked before writing), or the
+      disk filled up meanwhile (rerun the same call to resume).
   """
   preset = zoo_presets.get(preset) if isinstance(preset, str) else preset
   epochs = preset.epochs if epochs is None else int(epochs)
   if epochs < 1:
     raise ValueError(f"epochs must be at least 1, got {epochs}")
-  if out is not None and os.path.exists(out) and not overwrite:
-    raise FileExistsError(f"{out} exists; pass overwrite=True (CLI: --overwrite) to replace it")
   if chunk_size is None:
     chunk_size = preset.chunk_size or DEFAULT_CHUNK_SIZE
+  if int(chunk_size) != chunk_size or int(chunk_size) < 1:
+    raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+  chunk_size = int(chunk_size)
+  out_path = None if out is None else zoo_io.check_output(out, overwrite)
   hp = zoo_presets.build_hparams(preset, num_models, seed)
   m = len(hp["seed"])
   checkpoints = preset.checkpoints(epochs)
@@ -218,69 +235,110 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
                      f"the network takes {preset.net.input_shape}")
   data = to_device_data(dataset, order_seed=seed)
   if jax.process_index() != 0:
-    out = None  # multi-host: process 0 writes the zoo
+    out_path = None  # multi-host: process 0 writes the zoo
   layout = preset.net.layout()
   num_classes = preset.net.num_classes
-  n_metrics = len(metric_names(num_classes))
+  shape = (m, len(checkpoints), layout.num_params)
 
+  # Everything that determines the numbers: a staging folder resumes only under the same plan (the
+  # device count sets the padded program size, so a resume on other devices is refused, not mixed).
   plan = {"preset": preset.to_dict(), "num_models": m, "epochs": epochs, "seed": seed,
-          "dataset": dataset_name, "checkpoints": list(checkpoints), "chunk_size": int(chunk_size),
+          "dataset": dataset_name, "checkpoints": list(checkpoints), "chunk_size": chunk_size,
+          "devices": n_dev, "platform": devices[0].platform, "jax_version": jax.__version__,
           "buckets": [[b.spec.activation, b.spec.optimizer, list(b.spec.inits), b.models.tolist()]
                       for b in buckets]}
-  staging = None
-  if out is not None:
-    staging = os.path.abspath(out) + ".partial"
-    weights = _open_staging(staging, plan, (m, len(checkpoints), layout.num_params))
-  else:
-    weights = np.zeros((m, len(checkpoints), layout.num_params), np.float32)
-  metrics = np.zeros((m, len(checkpoints), n_metrics), np.float32)
-  diverged = np.zeros(m, bool)
-
-  if int(chunk_size) < 1:
-    raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
   work = []
   for b, bucket in enumerate(buckets):
-    size = min(int(chunk_size), len(bucket.models))  # the partition depends on chunk_size only
+    size = min(chunk_size, len(bucket.models))  # the partition depends on chunk_size only
     padded = -(-size // n_dev) * n_dev  # each chunk is padded to a multiple of the device count
     for c, models in enumerate(_chunks(bucket.models, size)):
       work.append((f"b{b}c{c}", bucket, models, padded))
-  started = time.time()
-  bar = progress_bar(total=m, desc=f"zoo {preset.name}", unit="model", enabled=progress)
-  for name, bucket, models, size in work:
-    done_file = os.path.join(staging, f"chunk_{name}.npz") if staging else None
-    if done_file and _load_finished_chunk(done_file, models, metrics, diverged):
+
+  def train(weights: np.ndarray, staging: str | None) -> Zoo:
+    metrics = np.zeros((m, len(checkpoints), len(metric_names(num_classes))), np.float32)
+    diverged = np.zeros(m, bool)
+    started = time.time()
+    bar = progress_bar(total=m, desc=f"zoo {preset.name}", unit="model", enabled=progress)
+    for name, bucket, models, size in work:
+      done_file = os.path.join(staging, f"chunk_{name}.npz") if staging else None
+      if done_file and _load_finished_chunk(done_file, models, weights, metrics, diverged):
+        bar.update(len(models))
+        continue
+      w, met, div = run_chunk(bucket, models, size, hp, seed, data, mesh)
+      weights[models] = w
+      metrics[models], diverged[models] = met, div
+      if done_file:
+        with _resumable(staging):
+          weights.flush()
+          _atomic_npz(done_file, metrics=met, diverged=div, models=models, weights_sha256=np.asarray(_digest(w)))
       bar.update(len(models))
-      continue
-    w, met, div = run_chunk(bucket, models, size, hp, seed, data, mesh)
-    weights[models] = w
-    metrics[models], diverged[models] = met, div
-    if done_file:
-      weights.flush()
-      _atomic_npz(done_file, metrics=met, diverged=div, models=models)
-    bar.update(len(models))
-  bar.close()
-  elapsed = time.time() - started
+    bar.close()
+    return Zoo(weights=weights, epochs=np.asarray(checkpoints, np.int32),
+               properties=assemble_properties(metrics, checkpoints, num_classes), hparams=hp,
+               net=preset.net, dataset=dataset_name, diverged=diverged,
+               meta={"preset": preset.name, "preset_config": preset.to_dict(), "seed": seed,
+                     "data_seed": DATA_SEED, "varied": list(preset.varied), "jax_version": jax.__version__,
+                     "data": {"requested": preset.dataset, "train_examples": preset.train_examples,
+                              "test_examples": preset.test_examples, "num_train": len(dataset.y_train),
+                              "num_test": len(dataset.y_test),
+                              "train_eval_examples": preset.train_eval_examples},
+                     "devices": [str(d) for d in devices], "generation_seconds": round(time.time() - started, 3),
+                     "plan_digest": _plan_digest(plan)})
 
-  zoo = Zoo(weights=weights, epochs=np.asarray(checkpoints, np.int32),
-            properties=assemble_properties(metrics, checkpoints, num_classes), hparams=hp,
-            net=preset.net, dataset=dataset_name, diverged=diverged,
-            meta={"preset": preset.name, "preset_config": preset.to_dict(), "seed": seed,
-                  "data_seed": DATA_SEED, "varied": list(preset.varied), "jax_version": jax.__version__,
-                  "data": {"requested": preset.dataset, "train_examples": preset.train_examples,
-                           "test_examples": preset.test_examples, "num_train": len(dataset.y_train),
-                           "num_test": len(dataset.y_test), "train_eval_examples": preset.train_eval_examples},
-                  "devices": [str(d) for d in devices], "generation_seconds": round(elapsed, 3)})
-  if out is None:
-    return zoo
-  return _finish_staging(staging, out, zoo)
+  if out_path is None:
+    return train(np.zeros(shape, np.float32), None)
+  staging = out_path + ".partial"
+  _check_staging_folder(staging)
+  _check_space(staging, shape, num_classes)
+  os.makedirs(staging, exist_ok=True)
+  outputs.apply_umask(staging, directory=True)
+  lock = outputs.OutputLock(os.path.join(staging, LOCK_FILE), f"the zoo {out_path}").acquire()
+  try:
+    zoo = _finished_staging(staging, plan)
+    if zoo is None:
+      zoo = train(_open_staging(staging, plan, shape), staging)
+      _write_zoo_files(staging, zoo)
+    _remove_bookkeeping(staging)
+    lock.release(remove=True)
+    try:
+      zoo_io.finalize_folder(staging, out_path, overwrite=overwrite)
+    except FileExistsError as e:
+      raise FileExistsError(f"{out_path} appeared while the zoo was generated and was left as it is; the "
+                            f"finished zoo is kept in {staging}: move {out_path} away and run the same "
+                            "command again to put it in place") from e
+  finally:
+    lock.release()
+  return zoo_io.load(out_path, verify=False)
 
 
-def _load_finished_chunk(path: str, models: np.ndarray, metrics: np.ndarray, diverged: np.ndarray) -> bool:
-  """Fill in a finished chunk's metrics from its file; False (recompute it) when the file is unreadable
-  or belongs to other models."""
+LOCK_FILE = ".lock"
+PLAN_FILE = "plan.json"
+# What a staging folder may hold: the zoo's files, the resume bookkeeping, the lock and interrupted
+# atomic writes. Anything else there is a user's file: the folder is then neither used nor deleted.
+STAGING_ENTRIES = zoo_io.ZOO_ENTRIES + (PLAN_FILE, "chunk_*.npz", "chunk_*.npz.tmp", LOCK_FILE)
+
+
+def _resumable(staging: str):
+  return outputs.disk_full_is_resumable(
+      staging, f"free space, then run the same command again: it resumes from {staging} (finished chunks "
+               "are kept)")
+
+
+def _digest(weights: np.ndarray) -> str:
+  return hashlib.sha256(np.ascontiguousarray(weights, np.float32).tobytes()).hexdigest()
+
+
+def _load_finished_chunk(path: str, models: np.ndarray, weights: np.ndarray, metrics: np.ndarray,
+                         diverged: np.ndarray) -> bool:
+  """Fill in a finished chunk's metrics from its file; False (recompute it) when the file is unreadable,
+  belongs to other models, or the staged weights of its models do not match the checksum it recorded."""
   try:
     with np.load(path) as f:
       if "models" not in f.files or not np.array_equal(f["models"], models):
+        return False
+      if "weights_sha256" not in f.files or str(f["weights_sha256"]) != _digest(weights[models]):
+        warnings.warn(f"{path}: the staged weights of its models do not match the checksum it recorded; "
+                      "recomputing the chunk", stacklevel=3)
         return False
       metrics[models], diverged[models] = f["metrics"], f["diverged"]
   except (OSError, ValueError, EOFError, KeyError):
@@ -297,33 +355,140 @@ def _atomic_npz(path: str, **arrays: np.ndarray) -> None:
   os.replace(tmp, path)
 
 
-def _open_staging(staging: str, plan: dict[str, Any], shape: tuple[int, int, int]) -> np.memmap:
-  """Create `staging` (or reopen it when its plan matches) with a memory-mapped weights file."""
-  digest = _plan_digest(plan)
-  plan_file = os.path.join(staging, "plan.json")
+def _check_staging_folder(staging: str) -> None:
+  """Refuse a `<out>.partial` that is not a folder or holds files wsl_jax did not write."""
+  if not os.path.lexists(staging):
+    return
+  if os.path.islink(staging) or not os.path.isdir(staging):
+    raise outputs.UnsafeOutputError(f"{staging} exists and is not a staging folder of wsl_jax; move it away "
+                                    "or choose another --out")
+  foreign = outputs.foreign_entries(staging, STAGING_ENTRIES)
+  if foreign:
+    raise outputs.UnsafeOutputError(f"{staging} holds files wsl_jax did not write ({', '.join(foreign[:5])}); "
+                                    "move them away or choose another --out")
+
+
+def _plan_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+  def short(v):
+    text = json.dumps(v, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+  keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+  return ", ".join(f"{k}: started with {short(old.get(k))}, now {short(new.get(k))}" for k in keys)
+
+
+def _staged_weights_ok(path: str, shape: tuple[int, int, int]) -> bool:
+  """Whether `path` is a float32 C-order .npy of `shape` with exactly the bytes that shape needs (a
+  shorter file would be silently zero-filled by a writable memory map)."""
+  try:
+    with open(path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0)
+      header = read_header(f)  # (shape, fortran_order, dtype)
+      offset = f.tell()
+  except (OSError, ValueError, EOFError):
+    return False
+  file_shape, fortran, dtype = header
+  expected = offset + int(np.prod(shape)) * 4
+  return (tuple(file_shape) == tuple(shape) and not fortran and dtype == np.dtype(np.float32)
+          and os.path.getsize(path) == expected)
+
+
+def _clear_chunks(staging: str) -> None:
+  for f in os.listdir(staging):
+    if f.startswith("chunk_"):
+      os.remove(os.path.join(staging, f))
+
+
+def _needed_bytes(shape: tuple[int, int, int], num_classes: int) -> int:
+  """Disk bytes of a zoo of `shape`: the weights, its properties twice (chunk files and
+  properties.npz) and a margin for headers and hparams."""
+  m, e, n = shape
+  per_metric = m * e * 4
+  return m * e * n * 4 + 2 * per_metric * (len(metric_names(num_classes)) + 2) + (1 << 20)
+
+
+def _check_space(staging: str, shape: tuple[int, int, int], num_classes: int) -> None:
+  """Refuse (`OutOfSpaceError`, with the numbers) a zoo that does not fit on the disk, before writing; a
+  staging weights file of the right size already holds its share."""
+  needed = _needed_bytes(shape, num_classes)
   weights_file = os.path.join(staging, "weights.npy")
+  if _staged_weights_ok(weights_file, shape):
+    needed -= os.path.getsize(weights_file)
+  outputs.check_free_space(os.path.dirname(staging), needed,
+                           f"a zoo of {shape[0]} x {shape[1]} x {shape[2]} float32 weights")
+
+
+def _open_staging(staging: str, plan: dict[str, Any], shape: tuple[int, int, int]) -> np.memmap:
+  """The memory-mapped weights of staging folder `staging`: reopened when its plan matches, else created
+  (and the plan recorded). A weights file of the wrong size or shape is rebuilt (its chunks recomputed),
+  never zero-filled; disk blocks are reserved up front."""
+  digest = _plan_digest(plan)
+  plan_file = os.path.join(staging, PLAN_FILE)
+  weights_file = os.path.join(staging, "weights.npy")
+  resuming = False
   if os.path.exists(plan_file):
-    with open(plan_file) as f:
-      previous = json.load(f).get("digest")
-    if previous == digest and os.path.exists(weights_file):
-      return np.load(weights_file, mmap_mode="r+")
-    raise FileExistsError(f"{staging} holds an unfinished generation with other settings; delete it "
-                          "to start over, or rerun with the settings it was started with")
-  os.makedirs(staging, exist_ok=True)
-  weights = np.lib.format.open_memmap(weights_file, mode="w+", dtype=np.float32, shape=shape)
-  zoo_io.atomic_write_text(plan_file, json.dumps({"digest": digest, "plan": plan}))
+    try:
+      with open(plan_file, encoding="utf-8") as f:
+        previous = json.load(f)
+      previous_digest, previous_plan = previous.get("digest"), previous.get("plan", {})
+    except (OSError, ValueError, AttributeError):
+      previous_digest, previous_plan = None, {}
+    if previous_digest is None:
+      warnings.warn(f"{plan_file} is damaged; starting the generation in {staging} over", stacklevel=3)
+      os.remove(plan_file)
+    elif previous_digest != digest:
+      raise FileExistsError(f"{staging} holds an unfinished generation with other settings "
+                            f"({_plan_difference(previous_plan, plan)}); rerun with the settings it was "
+                            "started with to resume it, or delete that folder to start over")
+    else:
+      resuming = True
+  if resuming and _staged_weights_ok(weights_file, shape):
+    weights = np.load(weights_file, mmap_mode="r+")
+    with _resumable(staging), open(weights_file, "r+b") as f:
+      outputs.preallocate(f.fileno(), os.path.getsize(weights_file), weights_file)
+    return weights
+  if resuming:
+    warnings.warn(f"{weights_file} is missing or has the wrong size; rebuilding it (its finished chunks are "
+                  "recomputed)", stacklevel=3)
+  _clear_chunks(staging)
+  with _resumable(staging):
+    weights = np.lib.format.open_memmap(weights_file, mode="w+", dtype=np.float32, shape=shape)
+    with open(weights_file, "r+b") as f:
+      outputs.preallocate(f.fileno(), os.path.getsize(weights_file), weights_file)
+    if not resuming:
+      zoo_io.atomic_write_text(plan_file, json.dumps({"digest": digest, "plan": plan}))
   return weights
 
 
-def _finish_staging(staging: str, out: str, zoo: Zoo) -> Zoo:
-  """Write the remaining files into the staging folder, then rename it to `out`."""
-  zoo.weights.flush()
-  files = zoo_io.write_arrays(staging, zoo, weights_written=True)
-  zoo_io.atomic_write_text(os.path.join(staging, zoo_io.META_FILE),
-                           json.dumps(zoo_io.zoo_meta(zoo, files), indent=1))
-  out = os.path.abspath(out)
-  zoo_io.finalize_folder(staging, out)
-  for f in os.listdir(out):  # resume bookkeeping, no longer needed
-    if f.startswith("chunk_") or f == "plan.json":
-      os.remove(os.path.join(out, f))
-  return zoo_io.load(out, verify=False)
+def _finished_staging(staging: str, plan: dict[str, Any]) -> Zoo | None:
+  """The zoo in `staging` if an earlier run of this plan wrote it completely (and it verifies), else None.
+  That run stopped before putting it in place (killed, or the output folder had appeared)."""
+  if not os.path.isfile(os.path.join(staging, zoo_io.META_FILE)):
+    return None
+  try:
+    zoo = zoo_io.load(staging, verify=True)
+  except zoo_io.ZooFormatError as e:
+    warnings.warn(f"{staging} holds an incomplete zoo ({e}); regenerating", stacklevel=3)
+    os.remove(os.path.join(staging, zoo_io.META_FILE))
+    return None
+  if zoo.meta.get("plan_digest") != _plan_digest(plan):
+    raise FileExistsError(f"{staging} holds a finished zoo generated with other settings; run the command "
+                          "that generated it again to put it in place, or delete that folder to start over")
+  return zoo
+
+
+def _write_zoo_files(staging: str, zoo: Zoo) -> None:
+  """Write the remaining files of the zoo into the staging folder (zoo.json last)."""
+  with _resumable(staging):
+    zoo.weights.flush()
+    files = zoo_io.write_arrays(staging, zoo, weights_written=True)
+    zoo_io.atomic_write_text(os.path.join(staging, zoo_io.META_FILE),
+                             json.dumps(zoo_io.zoo_meta(zoo, files), indent=1))
+
+
+def _remove_bookkeeping(staging: str) -> None:
+  """Delete the resume files, so that the finished zoo holds only its own files."""
+  for f in os.listdir(staging):
+    if f.startswith("chunk_") or f == PLAN_FILE:
+      os.remove(os.path.join(staging, f))

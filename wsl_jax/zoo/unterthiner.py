@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import nets
+from wsl_jax import nets, outputs
 from wsl_jax.layout import Layout
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo.core import Zoo
@@ -136,14 +136,23 @@ def _cell(value: Any) -> str:
   return str(value)
 
 
+# An export also writes this marker, so that `overwrite` replaces only folders wsl_jax exported (a
+# downloaded Unterthiner et al. data set holds the same three files and must never be replaced).
+EXPORT_MARKER = "wsl_jax_export.json"
+EXPORT_ENTRIES = ("weights.npy", "metrics.csv", "layout.csv", EXPORT_MARKER, ".*.tmp")
+
+
+def _is_our_export(folder: str) -> bool:
+  return os.path.isfile(os.path.join(folder, EXPORT_MARKER))
+
+
 def export_zoo(zoo: Zoo, folder: str, overwrite: bool = False) -> str:
   """Write `zoo` in Unterthiner et al.'s format (weights.npy, metrics.csv, layout.csv), atomically.
 
-  Rows are model-major: row `m * E + e` is model m at checkpoint e.
+  Rows are model-major: row `m * E + e` is model m at checkpoint e. `overwrite` replaces only a folder
+  that an earlier export wrote (it holds `wsl_jax_export.json`) with nothing else in it.
   """
-  folder = os.path.abspath(folder)
-  if os.path.exists(folder) and not overwrite:
-    raise FileExistsError(f"{folder} exists; pass overwrite=True to replace it")
+  folder = zoo_io.check_output(folder, overwrite, entries=EXPORT_ENTRIES, is_ours=_is_our_export)
   layout = zoo.layout
   m, e, n = zoo.weights.shape
   parent = os.path.dirname(folder)
@@ -159,7 +168,10 @@ def export_zoo(zoo: Zoo, folder: str, overwrite: bool = False) -> str:
     del rows
     _write_layout_csv(os.path.join(tmp, "layout.csv"), layout)
     _write_metrics_csv(os.path.join(tmp, "metrics.csv"), zoo)
-    zoo_io.finalize_folder(tmp, folder)
+    zoo_io.atomic_write_text(os.path.join(tmp, EXPORT_MARKER), json.dumps(
+        {"writer": zoo_io.WRITER, "format": "unterthiner", "models": m, "checkpoints": e}))
+    outputs.apply_umask(tmp, directory=True)
+    zoo_io.finalize_folder(tmp, folder, overwrite=overwrite, entries=EXPORT_ENTRIES, is_ours=_is_our_export)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
