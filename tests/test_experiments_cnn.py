@@ -135,3 +135,28 @@ def test_missing_local_data_gives_clear_error(tmp_path, zoo_cache, local_data, m
   with pytest.raises(image_data.DataNotFoundError):
     generating_factors.run(generating_factors.get_config("smoke", data="mnist"), str(tmp_path / "w"),
                            zoo_cache=zoo_cache, progress=False)
+
+
+def test_hyp_zoos_reads_public_zoo_formats(tmp_path, zoo_cache):
+  """`--zoo PATH`: an Unterthiner et al. folder (exported from the smoke zoo) and an HSG .pt dump (the
+  fixture, with its own split) run end to end instead of a generated zoo."""
+  from experiments import _cnn_shared as shared
+  from wsl_jax.zoo import unterthiner
+  cfg = hyp_zoos.get_config("smoke")
+  zoo = shared.zoo_of("unterthiner_hyp", "digits_28", cfg.zoo_models, cfg.zoo_epochs, 0, zoo_cache, False,
+                      paper=cfg.paper_scale, **dict(cfg.zoo_overrides))
+  folder = unterthiner.export_zoo(zoo, str(tmp_path / "unterthiner_zoo"))
+  out = str(tmp_path / "from_unterthiner")
+  assert hyp_zoos.main(["--preset", "smoke", "--zoo", folder, "--out", out, "--quiet",
+                        "--zoo-cache", zoo_cache]) == 0
+  with open(os.path.join(out, "results.json")) as f:
+    saved = json.load(f)
+  assert saved["zoo"]["models"] == zoo.num_models and saved["table"]["methods"] == ["W", "s(W)", "sU(W)", "EcD"]
+  _table_values(saved["table"], ["epoch", "test_acc"], saved["table"]["methods"])
+  dump = os.path.join(os.path.dirname(__file__), "data", "public_zoos", "hsg_dump", "dataset_tiny_tetris_hyp.pt")
+  out = str(tmp_path / "from_dump")
+  assert hyp_zoos.main(["--preset", "smoke", "--zoo", dump, "--out", out, "--quiet"]) == 0
+  with open(os.path.join(out, "results.json")) as f:
+    saved = json.load(f)
+  assert saved["dataset"] == "tetris" and saved["zoo"]["models"] == 8
+  assert any("train 4, val 2, test 2" in n for n in saved["table"]["notes"])  # the dump's own split

@@ -37,7 +37,7 @@ import numpy as np
 from wsl_jax import baselines, probe
 from wsl_jax.zoo.core import Split, Zoo
 
-PROTOCOLS = ("paper", "final")
+PROTOCOLS = ("paper", "final", "nfn")
 SPLITS = ("train", "val", "test")
 DEFAULT_EXCLUDE = ("seed",)
 
@@ -381,6 +381,19 @@ def _probe_classification(method, feats, data, target, cfg, protocol, skipped) -
 
 # ---- public harness --------------------------------------------------------------------------------
 
+def _source_split_for_nfn(zoo: Zoo, split: Split | None) -> Split:
+  """The zoo's own split (`zoo.meta["split"]`), which the nfn protocol requires."""
+  from wsl_jax.zoo.formats import source_split
+  own = source_split(zoo)
+  if own is None:
+    raise ValueError("the nfn protocol needs the zoo's own split (zoo.meta['split']; for Unterthiner et al. "
+                     "zoos, read NFN's split file with load_any(..., split_file=...)); use protocol='final' "
+                     "for the final checkpoint on another split")
+  if split is not None and any(not np.array_equal(np.asarray(split[s]), own[s]) for s in SPLITS):
+    raise ValueError("the nfn protocol uses the zoo's own split; the split passed differs from it")
+  return own
+
+
 def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None, protocol: str = "paper",
                  targets: Sequence[str] | None = None, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                  config: ProbeConfig = ProbeConfig(), name: str | None = None,
@@ -393,7 +406,10 @@ def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None
       None for the paper's baselines (W, PCAl, PCAc, PCAr, s(W)). Extractors are fit on the training
       samples only.
     split: model indices per split (default `zoo.split()`); diverged models are removed and counted.
-    protocol: "paper" (every checkpoint, R²) or "final" (final checkpoint, Kendall's tau).
+    protocol: "paper" (every checkpoint, R²), "final" (final checkpoint, Kendall's tau) or "nfn" (the
+      protocol of Zhou et al.'s NFN and its successors: "final" on the zoo's own split, e.g. NFN's split
+      file read with `wsl_jax.zoo.formats.load_any(..., split_file=...)`; `split` must be None or that
+      split, and a zoo without one is refused).
     targets: only these targets (default: all, see `probe_targets`).
     exclude: targets never probed (default: seed).
     config: probe settings.
@@ -402,6 +418,9 @@ def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None
     progress: show a progress bar over the methods.
   """
   from wsl_jax.progress import progress_bar
+  reported = protocol
+  if protocol == "nfn":
+    split, protocol = _source_split_for_nfn(zoo, split), "final"
   ck = _checkpoints(zoo, protocol)
   split, n_diverged = _resolve_split(zoo, split)
   named = _named_extractors(extractors, zoo)
@@ -434,7 +453,7 @@ def evaluate_zoo(zoo: Zoo, extractors: Any = None, *, split: Split | None = None
   order = {t.name: i for i, t in enumerate(tlist)}
   results.sort(key=lambda r: (order[r.target], list(named).index(r.method)))
   colors = {t.name: data["test"].values[t.name] for t in tlist} if keep_embeddings else {}
-  return Evaluation(zoo=name or _zoo_name(zoo), protocol=protocol, results=tuple(results),
+  return Evaluation(zoo=name or _zoo_name(zoo), protocol=reported, results=tuple(results),
                     methods=tuple(named), targets=tuple(t for t in tlist if t.name not in skipped),
                     skipped=skipped, excluded_diverged={"zoo": n_diverged}, dropped_nonfinite=nonfinite,
                     models={s: int(np.asarray(split[s]).size) for s in SPLITS},

@@ -4,6 +4,11 @@
                                  [--seed S] [--paper] [--chunk-size C] [--overwrite]
   python -m wsl_jax.zoo info zoos/tetris_seed
   python -m wsl_jax.zoo list
+  python -m wsl_jax.zoo import [--format F] SRC --out DIR [--split-file CSV]   (any public zoo format)
+  python -m wsl_jax.zoo export --format {hsg,unterthiner,native} ZOO --out DIR
+  python -m wsl_jax.zoo probe SRC [--format F] [--protocol paper|final|nfn]   (the paper's baselines)
+
+Formats (docs/public_zoos.md): native, unterthiner, hsg (ray folders), hsg_dump (.pt), sane.
 """
 
 from __future__ import annotations
@@ -38,6 +43,24 @@ def main(argv: list[str] | None = None) -> int:
   info = sub.add_parser("info", help="print a zoo's summary")
   info.add_argument("folder")
   sub.add_parser("list", help="list the presets")
+  imp = sub.add_parser("import", help="convert a public zoo (any format) to a wsl_jax zoo folder")
+  imp.add_argument("source", help="the zoo: a folder or an HSG .pt dump")
+  imp.add_argument("--format", default=None, help="the source's format (default: detected)")
+  imp.add_argument("--split-file", default=None, help="Unterthiner et al. zoos: NFN's split CSV")
+  imp.add_argument("--out", required=True, help="output folder (a wsl_jax zoo)")
+  imp.add_argument("--overwrite", action="store_true", help="replace a zoo written by wsl_jax at --out")
+  exp = sub.add_parser("export", help="write a wsl_jax zoo in a public format")
+  exp.add_argument("zoo", help="a wsl_jax zoo folder")
+  exp.add_argument("--format", required=True, choices=("hsg", "unterthiner", "native"))
+  exp.add_argument("--out", required=True, help="output folder")
+  exp.add_argument("--overwrite", action="store_true", help="replace an earlier export of wsl_jax at --out")
+  probe = sub.add_parser("probe", help="the paper's baselines (W, PCA, s(W)) on a zoo of any format")
+  probe.add_argument("source", help="the zoo: a folder or an HSG .pt dump")
+  probe.add_argument("--format", default=None, help="the source's format (default: detected)")
+  probe.add_argument("--split-file", default=None, help="Unterthiner et al. zoos: NFN's split CSV")
+  probe.add_argument("--protocol", default="paper", choices=("paper", "final", "nfn"),
+                     help="paper: every checkpoint, R²; final: last checkpoint, Kendall's tau; nfn: final on "
+                          "the source's own split (required)")
   args = parser.parse_args(argv)
 
   if args.command == "list":
@@ -47,7 +70,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   if args.command == "info":
     return outputs.user_errors_as_one_line(lambda: _info(args.folder), code=1)
+  if args.command == "import":
+    return outputs.user_errors_as_one_line(lambda: _import(args))
+  if args.command == "export":
+    return outputs.user_errors_as_one_line(lambda: _export(args))
+  if args.command == "probe":
+    return outputs.user_errors_as_one_line(lambda: _probe(args))
   return outputs.user_errors_as_one_line(lambda: _generate(args))
+
+
+def _reader_options(args: argparse.Namespace) -> dict:
+  return {"split_file": args.split_file} if args.split_file else {}
+
+
+def _import(args: argparse.Namespace) -> None:
+  from wsl_jax.zoo import formats
+  out = outputs.resolve_output(args.out)
+  zoo = formats.load_any(args.source, args.format, **_reader_options(args))
+  zoo_io.save(zoo, out, overwrite=args.overwrite)
+  print(zoo.summary())
+  print(f"wrote {out} ({formats.detect_format(args.source) if args.format is None else args.format} -> native)")
+
+
+def _export(args: argparse.Namespace) -> None:
+  from wsl_jax.zoo import formats
+  out = outputs.resolve_output(args.out)
+  zoo = zoo_io.load(args.zoo, verify=True)
+  formats.export(zoo, out, args.format, overwrite=args.overwrite)
+  print(f"wrote {out} ({args.format})")
+
+
+def _probe(args: argparse.Namespace) -> None:
+  from wsl_jax import baselines, evaluate, report
+  from wsl_jax.zoo import formats
+  zoo = formats.load_any(args.source, args.format, **_reader_options(args))
+  split = formats.source_split(zoo)
+  evaluation = evaluate.evaluate_zoo(zoo, baselines.paper_extractors(zoo.layout), split=split,
+                                     protocol=args.protocol, progress=False)
+  print(zoo.summary())
+  own = split is not None
+  print("split: the source's own" if own else "split: by model, 70/15/15 (seed 42)")
+  print(report.to_markdown(report.results_table(evaluation, paper=None)))
 
 
 def _info(folder: str) -> None:
