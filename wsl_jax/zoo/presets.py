@@ -263,21 +263,77 @@ def build_hparams(preset: ZooPreset, num_models: int | None = None, seed: int = 
 
 # ---- the presets ------------------------------------------------------------------------------------
 
+# TETRIS-SEED recipe (issue 15). Chosen on the VALIDATION models only (`zoo.split()`, seed 42): ridge
+# probes fitted on 85 % of the training models, alpha chosen on the other 15 %, R² % on the validation
+# models; the test models were not looked at. Every candidate: 1000 models, 75 epochs, the paper's
+# 16-5-4 MLP without biases, tanh, PyTorch `uniform` init = U(0, 1), Adam, tetris (200 images drawn,
+# `train_examples` of them used). Measured with
+#   python <search script: generate(preset) -> evaluate.evaluate_zoo(zoo, {W, PCAr, s(W)},
+#          split=Split(train=85 % of split.train, val=15 % of split.train, test=split.val))>
+# on the shared 2-core machine (train acc / gap are the epoch-75 means; val R² epoch, acc, ggap):
+#
+#   images batch lr    train  gap(e25->e75)  W             PCAr          s(W)
+#   200    20    5e-3  0.82   0.09 -> 0.09   57.1 52.6 40.5  95.7 90.6 45.6  97.9 90.3 42.7  (old recipe)
+#   200    10    5e-3  0.87   0.10 -> 0.08   55.3 46.4 28.7  92.7 91.1 39.4  97.7 91.2 34.5
+#   100    10    5e-3  0.84   0.13 -> 0.16   69.4 68.6 62.2  96.2 88.9 72.8  97.7 89.1 73.1
+#   100    10    3e-3  0.75   0.10 -> 0.16   75.9 67.2 66.7  95.4 81.9 72.5  96.4 82.7 73.8
+#   100    10    1e-2  0.92   0.16 -> 0.15   63.2 61.4 47.1  92.2 91.1 66.6  98.0 90.9 62.3
+#   100     5    5e-3  0.89   0.15 -> 0.16   65.2 63.8 51.8  94.6 90.8 69.3  97.9 90.6 68.2
+#   100     4    1e-2  0.95   0.16 -> 0.14   53.8 50.1 30.4  85.8 90.6 58.1  97.5 90.3 49.2
+#    70     7    1e-2  0.93   0.21 -> 0.21   72.6 72.1 61.2  93.5 92.0 74.8  98.5 91.8 70.8
+#    50     5    5e-3  0.84   0.20 -> 0.27   83.4 77.2 74.7  96.4 87.4 81.7  98.0 87.1 80.5
+#    50     2    5e-3  0.91   0.25 -> 0.27   80.6 75.3 70.2  95.0 88.8 80.9  98.5 89.1 78.5
+#    50     5    1e-2  0.93   0.26 -> 0.27   79.1 74.8 68.3  93.9 89.5 79.8  98.6 89.4 77.1  <- this one
+#    50     5    2e-2  0.97   0.27 -> 0.27   67.9 67.5 50.6  87.3 89.1 72.0  98.4 89.2 63.5
+#
+# The gap is predictable (ggap R²) exactly while it grows: it grows as long as the models are still
+# fitting their training images faster than the test set, and once a recipe fits early (higher lr,
+# smaller batches) the gap stops growing and its R² falls. 50 images, batch 5, lr 1e-2 is the recipe
+# that fits its training data (0.93 mean train accuracy at epoch 75, 0.97 at lr 2e-2 gives up 14
+# points of ggap R²) with s(W) still predicting the gap at 77 (paper 81.0) and the gap at 0.27 +- 0.03.
+# Its cost: W is MORE predictive than in the paper (epoch / accuracy 79 / 75 vs 55.4 / 49.1); every
+# recipe with s(W) ggap R² >= 70 had W >= 65 on both, and every recipe with W within 10 points of the
+# paper had ggap R² <= 45, so the issue's "W within 10 points" and "s(W) ggap >= 70" could not be met
+# together by these levers. PCAr accuracy (~89-92 against the paper's 74.9) is above the paper in every
+# recipe, the old one included (a property of our kernel PCA, not of the zoo).
 TETRIS_SEED = ZooPreset(
-    name="tetris_seed", net=nets.TETRIS_MLP, dataset="tetris", epochs=75, batch_size=20,
+    name="tetris_seed", net=nets.TETRIS_MLP, dataset="tetris", epochs=75, batch_size=5,
     num_models=1000, paper_models=1000,
-    fixed=(("activation", "tanh"), ("init", "uniform"), ("optimizer", "adam"), ("lr", 5e-3)),
+    fixed=(("activation", "tanh"), ("init", "uniform"), ("optimizer", "adam"), ("lr", 1e-2)),
+    train_examples=50,
     description=(
-        "TETRIS-SEED: 1000 MLPs 16-5-4 without biases (100 parameters), only the seed varies (1..1000); "
-        "75 epochs, every epoch recorded. The paper's fixed settings are in its unavailable appendix; "
-        "these (tanh, PyTorch `uniform` init = U(0, 1) as the authors' later zoos, Adam lr 5e-3, batch "
-        "20, 200 tetris training images) were chosen by measuring candidate zoos (300 models each): "
-        "test accuracy rises from chance to a mean of ~0.71 with a final spread of ~30 points, the "
-        "generalisation gap grows with training, and ridge probes on raw weights W and on s(W) reach "
-        "R² close to the paper's Table 5 (W: epoch 52, accuracy 44; s(W): 98, 90). A symmetric init "
-        "(kaiming_uniform) made W useless (R² < 0: sign flips of hidden units leave the function "
-        "unchanged), 1000 training images made the gap pure measurement noise (s(W) R² < 10)."))
+        "TETRIS-SEED: 1000 MLPs 16-5-4 without biases (100 parameters, the paper's architecture), only the "
+        "seed varies (1..1000); 75 epochs, every epoch recorded. The paper's fixed settings are in its "
+        "unavailable appendix; these (tanh, PyTorch `uniform` init = U(0, 1) as the authors' later zoos, "
+        "Adam lr 1e-2, batch 5, a fixed subset of 50 of the 200 tetris training images, 2000 test "
+        "images) were chosen on the validation models among 12 candidates (see the comment above "
+        "TETRIS_SEED in wsl_jax/zoo/presets.py): the models fit their training images (mean train "
+        "accuracy 0.93 at epoch 75, test 0.66), the generalisation gap grows from 0 to 0.27 over the "
+        "first ~40 epochs, and s(W) predicts it with validation R² 77 (paper 81.0). Deviation: with so "
+        "few images the raw weights W are more predictive than in the paper (epoch / accuracy R² 79 / 75 "
+        "vs 55 / 49). Previous recipe (issue 15 replaced it): all 200 images, batch 20, lr 5e-3: train "
+        "accuracy 0.82, gap flat at 0.09 from epoch 25 on, s(W) ggap R² 43."))
 
+# TETRIS-HYP recipe (issue 15): UNCHANGED, the issue's targets were not reached. Measured on the
+# VALIDATION models only (same protocol as TETRIS-SEED above), quick size (720 models, the paper's grid
+# activation x 6 initializers x lr {1e-3, 1e-4, 1e-5}, 75 epochs, Adam); final test accuracy by lr,
+# final gap, val R² % of W / PCAl / PCAr / s(W):
+#
+#   data, batch               acc lr 1e-3/1e-4/1e-5  gap    test_acc R²             ggap R²
+#   2000 images, batch 10     0.87 / 0.50 / 0.29     0.01   5.6 18.5 63.8 75.4      -11.0 -3.1 0.3 3.0  (kept)
+#    200 images, batch 1      0.70 / 0.37 / 0.26     0.05   -3.2 8.0 35.8 49.9      -9.7 -4.5 7.1 22.4
+#    100 images, batch 1      0.59 / 0.33 / 0.25     0.07   -11.8 0.8 9.9 31.5      -13.6 -3.3 5.1 25.6
+#
+# Generation (warm, 2 shared cores): 23 s / 8 s / 5 s. No run diverged in any of them (Adam keeps even
+# the U(0, 1) and N(0, 1) inits finite; the paper lost 700 of 3600 runs, i.e. seven whole
+# configurations, for reasons its appendix does not give). Why the targets fail: accuracy in this grid
+# is set by the learning rate (1e-5 stays at chance), which raw weights do not encode linearly (four of
+# the six initializers are sign-symmetric, and N(0, 1) weights swamp the rest), so W stays < 10; the gap
+# only grows where models overfit, which needs few images, and then lr 1e-4 / 1e-5 models learn too
+# little for accuracy to spread. The kept recipe has the best accuracy R² (s(W) 75, paper 73.8) and the
+# lr spread the paper describes; its gap is measurement noise (0.01 +- 0.016). Command:
+#   generate(dataclasses.replace(TETRIS_HYP, dataset=..., batch_size=...), num_models=720) ->
+#   evaluate.evaluate_zoo(zoo, {W, PCAl, PCAr, s(W)}, split=Split(85 % train, 15 % train, val)).
 TETRIS_HYP = ZooPreset(
     name="tetris_hyp", net=nets.TETRIS_MLP, dataset="tetris_2000", epochs=75, batch_size=10,
     num_models=3600, paper_models=3600,
