@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from wsl_jax import nets, probe, train
-from wsl_jax.configs import LossConfig, ModelConfig, TrainConfig
 from wsl_jax.layout import Layer, Layout
 from wsl_jax.zoo import Split, Zoo, split_models
 
@@ -205,13 +204,8 @@ def test_split_and_split_models_reject_float_and_mask_indices():
 
 # ---- damaged SSL checkpoints ------------------------------------------------------------------------
 
-LAYOUT = nets.TETRIS_MLP.layout()
 # The configuration of tests/test_train.py (shares its compiled steps through the compilation cache).
-TINY = TrainConfig(
-    model=ModelConfig(dim=16, heads=2, ff_dim=32, blocks=1, latent_dim=8, head_layers=1, head_hidden=16,
-                      head_out=8),
-    loss=LossConfig(contrast="ntxent", gamma=0.5, temperature=0.1),
-    batch_size=32, epochs=3, lr=3e-3, eval_every=1, checkpoint_every=1, eval_batch_size=64)
+from test_train import LAYOUT, TINY  # noqa: E402
 
 
 def _weights(num, seed):

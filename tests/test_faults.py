@@ -322,7 +322,7 @@ def test_a_full_disk_mid_run_is_a_clear_error_and_resumable(tmp_path, monkeypatc
 def test_a_second_run_on_the_same_out_is_refused(tmp_path):
   out = str(tmp_path / "zoo")
   os.makedirs(out + ".partial")
-  with outputs.OutputLock(os.path.join(out + ".partial", gen.LOCK_FILE), "the zoo"):
+  with outputs.OutputLock(os.path.join(out + ".partial", f"{gen.LOCK_FILE}-0-of-1"), "the zoo"):
     with pytest.raises(outputs.UnsafeOutputError, match="another run"):
       zoo_lib.generate("tetris_seed", out=out, **SMALL)
   z = zoo_lib.generate("tetris_seed", out=out, **SMALL)  # the lock is released with its holder

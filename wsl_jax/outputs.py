@@ -179,11 +179,12 @@ class OutputLock:
   def __init__(self, path: str, what: str):
     self.path, self.what, self._fd = path, what, None
 
-  def acquire(self) -> OutputLock:
+  def acquire(self, blocking: bool = False) -> OutputLock:
+    """Take the lock; `blocking` waits for it, else a held lock raises `UnsafeOutputError`."""
     import fcntl
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except OSError as e:
       holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
       os.close(fd)

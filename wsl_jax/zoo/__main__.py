@@ -1,7 +1,7 @@
 """Command line: generate, inspect and list zoos.
 
   python -m wsl_jax.zoo generate --preset tetris_seed --out zoos/tetris_seed [--models M] [--epochs E]
-                                 [--seed S] [--paper] [--chunk-size C] [--overwrite]
+                                 [--seed S] [--paper] [--chunk-size C] [--overwrite] [--worker I/N]
   python -m wsl_jax.zoo info zoos/tetris_seed
   python -m wsl_jax.zoo list
   python -m wsl_jax.zoo import [--format F] SRC --out DIR [--split-file CSV]   (any public zoo format)
@@ -14,7 +14,6 @@ Formats (docs/public_zoos.md): native, unterthiner, hsg (ray folders), hsg_dump 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -39,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="models per compiled call (default: the preset's, else 512)")
   gen.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out (only a zoo written by wsl_jax, "
                    "holding nothing else)")
+  gen.add_argument("--worker", default=None, metavar="I/N",
+                   help="train only worker I's share of the chunks (of N workers) into --out's staging folder; "
+                        "the last worker to finish, or a rerun without --worker, puts the zoo in place")
   gen.add_argument("--quiet", action="store_true", help="no progress bar")
   info = sub.add_parser("info", help="print a zoo's summary")
   info.add_argument("folder")
@@ -114,8 +116,10 @@ def _probe(args: argparse.Namespace) -> None:
 
 
 def _info(folder: str) -> None:
+  from wsl_jax.zoo import diagnostics
   zoo = zoo_io.load(folder, verify=True)
   print(zoo.summary())
+  print(diagnostics.format_diagnostics(diagnostics.diagnose(zoo)))
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -128,7 +132,11 @@ def _generate(args: argparse.Namespace) -> None:
   from wsl_jax.zoo.generate import generate
   t0 = time.time()
   zoo = generate(preset, num_models=args.models, epochs=args.epochs, seed=args.seed, out=out,
-                 chunk_size=args.chunk_size, progress=not args.quiet, overwrite=args.overwrite)
+                 chunk_size=args.chunk_size, progress=not args.quiet, overwrite=args.overwrite, worker=args.worker)
+  if zoo is None:
+    print(f"worker {args.worker}: its chunks are in {out}.partial ({time.time() - t0:.1f} s); the zoo is put "
+          "in place by the last worker to finish")
+    return
   print(zoo.summary())
   print(f"wrote {out} in {time.time() - t0:.1f} s")
 

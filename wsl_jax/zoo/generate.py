@@ -29,11 +29,14 @@ Keys: model m's PRNG key is `fold_in(key(seed), hparams["seed"][m])`, so models 
 their initialisation and data order (the paper's fixed-seed zoos). The data set itself is always built
 with data seed 0, and the zoo-level data-shuffle key is derived from `seed`.
 
-Multi-host: call `jax.distributed.initialize()` first on every host; `jax.devices()` then lists the
-devices of all hosts and `generate(..., devices=jax.devices())` shards each chunk's model axis over
-all of them. Every host runs the same call (the same program on the same data); each chunk's results
-are gathered to every host (`process_allgather`), and only process 0 writes `out` (the others return
-the zoo in memory).
+Several processes (docs/scale.md): `worker=(i, n)` (CLI `--worker i/n`) trains only the chunks
+`k` with `k % n == i` of the deterministic chunk list, on its local devices, into the shared staging
+folder `<out>.partial` (each chunk's weights go to their own rows of the memory-mapped weights file: no
+weights cross processes). Whichever worker finds every chunk present and verified puts the zoo in place
+(the others return None); a killed worker's chunks are done by any rerun, with or without `--worker`,
+on any number of processes, and the zoo is bit-identical to a one-process run of the same plan. After
+`jax.distributed.initialize()`, `generate(..., out=...)` does the same with `i, n = process_index,
+process_count` (no collectives: the processes coordinate through the staging folder only).
 """
 
 from __future__ import annotations
@@ -123,11 +126,7 @@ def run_chunk(bucket: Bucket, models: np.ndarray, chunk_size: int, hp: dict[str,
     inputs = jax.device_put(inputs, shard)
     data = jax.device_put(data, NamedSharding(mesh, PartitionSpec()))
   record = compiled_trainer(bucket.spec, mesh)(keys, inputs, data)
-  record = (record.weights, record.metrics, record.diverged)
-  if not record[0].is_fully_addressable:  # the model axis spans hosts: every host gets the whole chunk
-    from jax.experimental import multihost_utils
-    record = multihost_utils.process_allgather(record, tiled=True)
-  weights, metrics, diverged = jax.device_get(record)
+  weights, metrics, diverged = jax.device_get((record.weights, record.metrics, record.diverged))
   n = len(models)
   return np.asarray(weights[:n]), np.asarray(metrics[:n]), np.asarray(diverged[:n])
 
@@ -181,7 +180,8 @@ def dataset_for(zoo: Zoo) -> datasets.Dataset:
 
 def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None, epochs: int | None = None,
              seed: int = 0, out: str | None = None, chunk_size: int | None = None,
-             devices: list[Any] | None = None, progress: bool = True, overwrite: bool = False) -> Zoo:
+             devices: list[Any] | None = None, progress: bool = True, overwrite: bool = False,
+             worker: tuple[int, int] | str | None = None) -> Zoo | None:
   """Generate a zoo from a preset.
 
   Args:
@@ -195,13 +195,18 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
       it, the home directory or a filesystem root.
     chunk_size: models per compiled call (each call padded to a multiple of the device count); None:
       the preset's `chunk_size`, else `DEFAULT_CHUNK_SIZE`.
-    devices: devices to shard the model axis over (default: all local devices).
+    devices: devices to shard the model axis over (default: all local devices; devices of other
+      processes are refused: processes split the chunks instead, see `worker`).
     progress: show a progress bar (models/s and ETA).
     overwrite: replace an existing zoo at `out`; only a zoo written by wsl_jax with nothing else in its
       folder is ever replaced.
+    worker: (i, n) or "i/n": train only the chunks k with k % n == i into `out`'s staging folder (needs
+      `out`). Default: (process_index, process_count) after `jax.distributed.initialize()` with more
+      than one process, else all chunks.
 
   Returns:
-    The `Zoo`.
+    The `Zoo`; None for a worker that finished its chunks while others were still missing (the last
+    worker to finish, or any later run of the same call, puts the zoo in place).
 
   Raises:
     FileExistsError: `out` exists (without `overwrite`), or `<out>.partial` holds an unfinished
@@ -221,11 +226,18 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
     raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
   chunk_size = int(chunk_size)
   out_path = None if out is None else zoo_io.check_output(out, overwrite)
+  worker_index, workers = _parse_worker(worker)
+  if workers > 1 and out_path is None:
+    raise ValueError("workers share their chunks through the output folder: pass out (CLI: --out)")
   hp = zoo_presets.build_hparams(preset, num_models, seed)
   m = len(hp["seed"])
   checkpoints = preset.checkpoints(epochs)
   buckets = plan_buckets(preset, hp, epochs, checkpoints)
   devices = list(jax.local_devices()) if devices is None else list(devices)
+  remote = [d for d in devices if d.process_index != jax.process_index()]
+  if remote:
+    raise ValueError(f"devices of other processes ({remote[0]}, ...) cannot train this process's chunks; "
+                     "pass local devices: processes split the chunks between them (worker=)")
   n_dev = len(devices)
   mesh = Mesh(np.asarray(devices), ("models",)) if n_dev > 1 else None
   dataset_name = resolve_dataset(preset)
@@ -234,8 +246,6 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
     raise ValueError(f"preset {preset.name}: data set {dataset_name!r} has inputs {dataset.input_shape}, "
                      f"the network takes {preset.net.input_shape}")
   data = to_device_data(dataset, order_seed=seed)
-  if jax.process_index() != 0:
-    out_path = None  # multi-host: process 0 writes the zoo
   layout = preset.net.layout()
   num_classes = preset.net.num_classes
   shape = (m, len(checkpoints), layout.num_params)
@@ -254,15 +264,26 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
     for c, models in enumerate(_chunks(bucket.models, size)):
       work.append((f"b{b}c{c}", bucket, models, padded))
 
-  def train(weights: np.ndarray, staging: str | None) -> Zoo:
-    metrics = np.zeros((m, len(checkpoints), len(metric_names(num_classes))), np.float32)
-    diverged = np.zeros(m, bool)
-    started = time.time()
-    bar = progress_bar(total=m, desc=f"zoo {preset.name}", unit="model", enabled=progress)
-    for name, bucket, models, size in work:
-      done_file = os.path.join(staging, f"chunk_{name}.npz") if staging else None
+  metrics = np.zeros((m, len(checkpoints), len(metric_names(num_classes))), np.float32)
+  diverged = np.zeros(m, bool)
+  started = time.time()
+
+  def chunk_file(staging: str | None, name: str) -> str | None:
+    return os.path.join(staging, f"chunk_{name}.npz") if staging else None
+
+  def train(weights: np.ndarray, staging: str | None) -> list[int]:
+    """Train this worker's unfinished chunks; the indices of other workers' chunks not finished yet."""
+    missing = []
+    mine = sum(len(w[2]) for k, w in enumerate(work) if k % workers == worker_index)
+    bar = progress_bar(total=m if workers == 1 else mine, desc=f"zoo {preset.name}", unit="model",
+                       enabled=progress)
+    for k, (name, bucket, models, size) in enumerate(work):
+      done_file = chunk_file(staging, name)
       if done_file and _load_finished_chunk(done_file, models, weights, metrics, diverged):
-        bar.update(len(models))
+        bar.update(len(models) if k % workers == worker_index else 0)
+        continue
+      if k % workers != worker_index:
+        missing.append(k)
         continue
       w, met, div = run_chunk(bucket, models, size, hp, seed, data, mesh)
       weights[models] = w
@@ -273,6 +294,13 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
           _atomic_npz(done_file, metrics=met, diverged=div, models=models, weights_sha256=np.asarray(_digest(w)))
       bar.update(len(models))
     bar.close()
+    return missing
+
+  def still_missing(weights: np.ndarray, staging: str, missing: list[int]) -> list[int]:
+    return [k for k in missing if not _load_finished_chunk(chunk_file(staging, work[k][0]), work[k][2], weights,
+                                                            metrics, diverged)]
+
+  def assemble(weights: np.ndarray) -> Zoo:
     return Zoo(weights=weights, epochs=np.asarray(checkpoints, np.int32),
                properties=assemble_properties(metrics, checkpoints, num_classes), hparams=hp,
                net=preset.net, dataset=dataset_name, diverged=diverged,
@@ -286,20 +314,42 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
                      "plan_digest": _plan_digest(plan)})
 
   if out_path is None:
-    return train(np.zeros(shape, np.float32), None)
+    weights = np.zeros(shape, np.float32)
+    train(weights, None)
+    return assemble(weights)
   staging = out_path + ".partial"
+  what = f"the zoo {out_path}"
   _check_staging_folder(staging)
   _check_space(staging, shape, num_classes)
   os.makedirs(staging, exist_ok=True)
   outputs.apply_umask(staging, directory=True)
-  lock = outputs.OutputLock(os.path.join(staging, LOCK_FILE), f"the zoo {out_path}").acquire()
+  # `.lock` (held briefly) serializes setting up and finishing the staging folder between workers; a
+  # worker's own lock keeps a second copy of the same worker away while it trains.
+  setup = outputs.OutputLock(os.path.join(staging, LOCK_FILE), what)
+  mine = outputs.OutputLock(os.path.join(staging, f"{LOCK_FILE}-{worker_index}-of-{workers}"),
+                            f"{what} (worker {worker_index}/{workers})")
   try:
+    setup.acquire(blocking=True)
     zoo = _finished_staging(staging, plan)
     if zoo is None:
-      zoo = train(_open_staging(staging, plan, shape), staging)
+      weights = _open_staging(staging, plan, shape)
+      setup.release()
+      mine.acquire()
+      missing = train(weights, staging)
+      mine.release(remove=True)
+      setup.acquire(blocking=True)
+      if not os.path.isdir(staging):  # another worker finished the zoo meanwhile
+        return _finished_by_another(out_path, plan)
+      missing = still_missing(weights, staging, missing)
+      if missing:
+        _log(f"worker {worker_index}/{workers}: its chunks are done; {len(missing)} of {len(work)} chunks of other "
+             f"workers are not finished yet. The last worker to finish puts the zoo in place; a killed "
+             f"worker's chunks are done by running the same command again (with or without --worker)")
+        return None
+      zoo = assemble(weights)
       _write_zoo_files(staging, zoo)
     _remove_bookkeeping(staging)
-    lock.release(remove=True)
+    setup.release(remove=True)
     try:
       zoo_io.finalize_folder(staging, out_path, overwrite=overwrite)
     except FileExistsError as e:
@@ -307,15 +357,43 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
                             f"finished zoo is kept in {staging}: move {out_path} away and run the same "
                             "command again to put it in place") from e
   finally:
-    lock.release()
+    mine.release()
+    setup.release()
   return zoo_io.load(out_path, verify=False)
+
+
+def _parse_worker(worker: tuple[int, int] | str | None) -> tuple[int, int]:
+  """(i, n) from `worker` ("i/n" or a pair), defaulting to the jax.distributed process index / count."""
+  if worker is None:
+    return jax.process_index(), jax.process_count()
+  if isinstance(worker, str):
+    parts = worker.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+      raise ValueError(f"worker must be 'i/n' (e.g. 0/2), got {worker!r}")
+    worker = (int(parts[0]), int(parts[1]))
+  i, n = worker
+  if int(i) != i or int(n) != n or not 0 <= i < n:
+    raise ValueError(f"worker must be i/n with 0 <= i < n, got {i}/{n}")
+  return int(i), int(n)
+
+
+def _finished_by_another(out_path: str, plan: dict[str, Any]) -> Zoo:
+  zoo = zoo_io.load(out_path, verify=False)
+  if zoo.meta.get("plan_digest") != _plan_digest(plan):
+    raise FileExistsError(f"{out_path} was written meanwhile by a run with other settings")
+  return zoo
+
+
+def _log(message: str) -> None:
+  import sys
+  print(message, file=sys.stderr, flush=True)
 
 
 LOCK_FILE = ".lock"
 PLAN_FILE = "plan.json"
 # What a staging folder may hold: the zoo's files, the resume bookkeeping, the lock and interrupted
 # atomic writes. Anything else there is a user's file: the folder is then neither used nor deleted.
-STAGING_ENTRIES = zoo_io.ZOO_ENTRIES + (PLAN_FILE, "chunk_*.npz", "chunk_*.npz.tmp", LOCK_FILE)
+STAGING_ENTRIES = zoo_io.ZOO_ENTRIES + (PLAN_FILE, "chunk_*.npz", "chunk_*.npz.tmp", LOCK_FILE, LOCK_FILE + "-*")
 
 
 def _resumable(staging: str):
@@ -488,7 +566,7 @@ def _write_zoo_files(staging: str, zoo: Zoo) -> None:
 
 
 def _remove_bookkeeping(staging: str) -> None:
-  """Delete the resume files, so that the finished zoo holds only its own files."""
+  """Delete the resume files and workers' locks, so that the finished zoo holds only its own files."""
   for f in os.listdir(staging):
-    if f.startswith("chunk_") or f == PLAN_FILE:
+    if f.startswith("chunk_") or f == PLAN_FILE or f.startswith(LOCK_FILE + "-"):
       os.remove(os.path.join(staging, f))

@@ -679,23 +679,19 @@ def state_dict_bytes(tensors: dict[str, np.ndarray]) -> tuple[bytes, list[bytes]
 def save_state_dict(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -> str:
   """Write `tensors` (name -> array) as torch.save writes a state_dict (zip format, little-endian).
 
-  The archive's folder is the file's base name, as torch names it. Written to a temporary file and
-  renamed into place.
+  The archive's folder is the file's base name, as torch names it. Written atomically
+  (`wsl_jax.zoo.io.atomic_write`).
   """
+  from wsl_jax.zoo.io import atomic_write
   path = os.fspath(path)
   name = os.path.splitext(os.path.basename(path))[0] or "archive"
   pickled, records = state_dict_bytes(tensors)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  try:
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+
+  def write(f) -> None:
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
       archive.writestr(f"{name}/data.pkl", pickled)
       archive.writestr(f"{name}/byteorder", "little")
       for key, raw in enumerate(records):
         archive.writestr(f"{name}/data/{key}", raw)
       archive.writestr(f"{name}/version", "3\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-  return path
+  return atomic_write(path, write, binary=True)
