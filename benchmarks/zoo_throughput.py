@@ -2,8 +2,8 @@
 
   python benchmarks/zoo_throughput.py [--sizes 64 256 1024] [--loop-models 16] [--epochs 75]
 
-For the tetris_seed recipe (16-5-4 MLP, batch 20, 200 training images = 10 steps per epoch, every
-epoch evaluated and recorded) it prints, after compilation (compile time reported separately):
+For the tetris_seed recipe (16-5-4 MLP, the preset's batch size and training subset: batch 5 of 50
+images = 10 steps per epoch; every epoch evaluated and recorded) it prints, after compilation (compile time reported separately):
   * µs per model-step and models/s of one `jit(vmap(train_one))` call at several zoo sizes,
   * the same for a Python loop that calls the jitted single-model trainer once per model,
   * the ratio (per model) of the two, measured in the same run,
@@ -28,7 +28,6 @@ import time
 import jax
 import numpy as np
 
-from wsl_jax import datasets
 from wsl_jax.zoo import presets
 from wsl_jax.zoo import train as zoo_train
 
@@ -64,7 +63,7 @@ def main(argv=None) -> None:
   hp_all = presets.build_hparams(preset, max(args.sizes + [args.loop_models]))
   buckets = zoo_generate.plan_buckets(preset, hp_all, args.epochs, preset.checkpoints(args.epochs))
   bucket = buckets[0]
-  data = zoo_train.to_device_data(datasets.load(preset.dataset))
+  data = zoo_train.to_device_data(zoo_generate.preset_dataset(preset))  # the preset's training subset
   steps_per_model = args.epochs * (data.x_train.shape[0] // preset.batch_size)
 
   def inputs(n):
