@@ -25,6 +25,13 @@ replicates the state; XLA inserts the reductions (gradients, BatchNorm statistic
 similarities). Keys are partitionable (threefry), so the result does not depend on the device count
 (up to float reassociation).
 
+Several processes (`jax.distributed.initialize()` first, on every host; docs/scale.md): the mesh spans
+every process's devices; each process is given the same arrays and places only the rows of its own
+devices (`jax.make_array_from_callback`), so the run is the same data-parallel run as one process with
+as many devices (same global batch, same losses to float tolerance). Checkpoints go to a `workdir` that
+every process sees (orbax writes the replicated state once); process 0 writes the logs, the checksum
+records and moves damaged steps aside, between barriers.
+
 Batches have fixed shapes: training drops the last partial batch of an epoch; evaluation and embedding
 pad the last batch (masked out of every loss and statistic) and slice the padding off.
 """
@@ -279,9 +286,52 @@ def _reconstruct(params: Any, stats: Any, w: jax.Array, *, model_config, layout:
 
 # ---- devices ----------------------------------------------------------------------------------------
 
+def _multiprocess() -> bool:
+  return jax.process_count() > 1
+
+
+def _is_main_process() -> bool:
+  return jax.process_index() == 0
+
+
+def _barrier(name: str) -> None:
+  """Wait for every process (no-op in one process)."""
+  if _multiprocess():
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+  """Host arrays -> arrays on `sharding`. In several processes every process holds the same host arrays
+  and supplies the rows of its own devices only."""
+  if not _multiprocess():
+    return jax.device_put(tree, sharding)
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+  return jax.tree.map(put, tree)
+
+
+def _put_key(key: jax.Array, sharding: NamedSharding) -> jax.Array:
+  """A PRNG key as an input of a step on `sharding` (placed like any array in several processes)."""
+  if not _multiprocess():
+    return key
+  return jax.random.wrap_key_data(_put(jax.random.key_data(key), sharding))
+
+
+def _local(tree: Any) -> Any:
+  """Device arrays -> host values; a replicated array of several processes is read from a local copy."""
+  def get(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return np.asarray(x.addressable_data(0))
+    return x
+  return jax.device_get(jax.tree.map(get, tree))
+
+
 def make_mesh(devices: Sequence[jax.Device] | int | None = None) -> Mesh:
-  """A 1-D mesh with axis "data": all local devices (None), the first `devices` (an int), or a list."""
-  available = jax.local_devices()
+  """A 1-D mesh with axis "data": all devices (None; with several processes, every process's), the first
+  `devices` local ones (an int), or a list."""
+  available = jax.devices() if _multiprocess() else jax.local_devices()
   if devices is None:
     devices = available
   elif isinstance(devices, int):
@@ -304,10 +354,10 @@ def default_device_count(batch_size: int, num_devices: int | None = None, platfo
   to shard over CPU devices anyway (the tests do).
   """
   if num_devices is None or platform is None:
-    local = jax.local_devices()
+    local = jax.devices() if _multiprocess() else jax.local_devices()
     num_devices = len(local) if num_devices is None else num_devices
     platform = local[0].platform if platform is None else platform
-  if platform == "cpu":
+  if platform == "cpu" and not _multiprocess():
     return 1
   return max(d for d in range(1, num_devices + 1) if batch_size % d == 0)
 
@@ -428,7 +478,7 @@ def _padded_batches(w: np.ndarray, batch_size: int, data_sharding: NamedSharding
     batch = np.zeros((batch_size, w.shape[1]), np.float32)
     batch[:rows] = w[start:start + rows]
     mask = np.arange(batch_size) < rows
-    yield jax.device_put(batch, data_sharding), jax.device_put(mask, data_sharding), rows
+    yield _put(batch, data_sharding), _put(mask, data_sharding), rows
 
 
 def _eval_batch_size(batch_size: int | None, default: int, mesh: Mesh) -> int:
@@ -443,12 +493,20 @@ def _apply(kind: str, model_or_result, weights, batch_size: int | None, devices)
                                                    None if devices is None else make_mesh(devices), None)
   w = _check_weights(weights, layout, "weights")
   replicated, data = _shardings(mesh)
-  params, stats = jax.device_put((params, stats), replicated)
+  params, stats = _put(_local((params, stats)), replicated)
   fn = _compiled_apply(kind, config.model, layout, mesh)
   size = _eval_batch_size(batch_size, config.eval_batch_size, mesh)
-  out = [np.asarray(fn(params, stats, batch))[:rows] for batch, _, rows in _padded_batches(w, size, data)]
+  out = [_gathered(fn(params, stats, batch))[:rows] for batch, _, rows in _padded_batches(w, size, data)]
   width = config.model.latent_dim if kind == "encode" else layout.num_params
   return np.concatenate(out, axis=0) if out else np.zeros((0, width), np.float32)
+
+
+def _gathered(x: jax.Array) -> np.ndarray:
+  """A batch-sharded result on the host (gathered from every process when they share the mesh)."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def embed(model_or_result: TrainResult | HyperRepresentation, weights: Any, batch_size: int | None = None,
@@ -504,13 +562,13 @@ def evaluate(model_or_result: TrainResult | HyperRepresentation, weights: Any, *
 def _evaluate(config: TrainConfig, layout: Layout, params: Any, stats: Any, mesh: Mesh, seed: int,
               w: np.ndarray, batch_size: int | None) -> dict[str, float]:
   replicated, data = _shardings(mesh)
-  params, stats = jax.device_put((params, stats), replicated)
+  params, stats = _put(_local((params, stats)), replicated)
   fn = _compiled_eval_step(config, layout, mesh)
   size = _eval_batch_size(batch_size, config.eval_batch_size, mesh)
   eval_key = jax.random.fold_in(jax.random.key(seed), _EVAL_STREAM)
-  outs = [fn(params, stats, batch, mask, jax.random.fold_in(eval_key, i))
+  outs = [fn(params, stats, batch, mask, _put_key(jax.random.fold_in(eval_key, i), replicated))
           for i, (batch, mask, _) in enumerate(_padded_batches(w, size, data))]
-  outs = jax.device_get(outs)
+  outs = _local(outs)
   count = sum(float(o["count"]) for o in outs)  # 2 x samples (both views)
   pairs = count / 2
   result = {k: sum(float(o[k]) * float(o["count"]) / 2 for o in outs) / pairs for k in ("contrast",)}
@@ -597,7 +655,10 @@ def _save(manager: ocp.CheckpointManager, state: dict[str, Any], key: jax.Array,
   manager.save(meta["epoch"], args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                       meta=ocp.args.JsonSave(meta)))
   manager.wait_until_finished()
-  _write_checksums(_step_dir(manager, meta["epoch"]))
+  _barrier(f"wsl_jax checkpoint {meta['epoch']} saved")
+  if _is_main_process():
+    _write_checksums(_step_dir(manager, meta["epoch"]))
+  _barrier(f"wsl_jax checkpoint {meta['epoch']} recorded")
 
 
 def _restore(manager: ocp.CheckpointManager, epoch: int, template: dict[str, Any], key: jax.Array,
@@ -719,10 +780,13 @@ def _resume(manager: ocp.CheckpointManager, workdir: str, keep: int, template: A
     return manager, restored
   then = (f"resuming from step {good}, the latest intact one" if restored is not None
           else "no intact checkpoint is left: training starts from scratch")
+  _barrier("wsl_jax checkpoints verified")  # every process has read the steps before any is moved
   for step, problem in damaged:
-    dest = _move_aside(workdir, _step_dir(manager, step), step)
-    warnings.warn(f"{workdir}: checkpoint step {step} is damaged: {problem}; moved it to {dest}, {then}",
-                  UserWarning, stacklevel=3)
+    if _is_main_process():
+      dest = _move_aside(workdir, _step_dir(manager, step), step)
+      warnings.warn(f"{workdir}: checkpoint step {step} is damaged: {problem}; moved it to {dest}, {then}",
+                    UserWarning, stacklevel=3)
+  _barrier("wsl_jax damaged checkpoints moved")
   manager.close()
   return _checkpoint_manager(workdir, keep), restored
 
@@ -790,7 +854,7 @@ def epoch_order(seed: int, epoch: int, num_samples: int) -> np.ndarray:
 
 
 def _mean_metrics(step_metrics: list[dict[str, Any]]) -> dict[str, float]:
-  host = jax.device_get(step_metrics)
+  host = _local(step_metrics)
   out = {f"train_{k}": float(np.mean([m[k] for m in host])) for k in ("loss", "contrast", "recon")}
   out["lr"] = float(host[-1]["lr"])
   return out
@@ -850,7 +914,8 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
 
   key = jax.random.key(seed)
   k_init, k_train = jax.random.split(key)
-  state = jax.device_put(init_state(config, layout, k_init, steps_per_epoch), replicated)
+  k_train = _put_key(k_train, replicated)
+  state = _put(init_state(config, layout, k_init, steps_per_epoch), replicated)
   history: list[dict[str, Any]] = []
   fingerprint = _fingerprint(w_train)
   manager = None
@@ -864,9 +929,12 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
     if restored is not None:
       state, k_train, meta = restored
       history = meta["history"]
-    _write_json(os.path.join(workdir, CONFIG_FILE), {"seed": seed, "config": config.to_dict(),
-                                                     "layout": layout.to_dict()})
-    _rewrite_log(log_path, history)
+    if _is_main_process():
+      _write_json(os.path.join(workdir, CONFIG_FILE), {"seed": seed, "config": config.to_dict(),
+                                                       "layout": layout.to_dict()})
+      _rewrite_log(log_path, history)
+    else:
+      log_path = None  # process 0 writes the log
 
   step_fn = _compiled_train_step(config, layout, steps_per_epoch, mesh)
   start = len(history)
@@ -878,7 +946,7 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
       order = epoch_order(seed, epoch, w_train.shape[0])
       step_metrics = []
       for step in range(steps_per_epoch):
-        x = jax.device_put(w_train[order[step * batch:(step + 1) * batch]], data)
+        x = _put(w_train[order[step * batch:(step + 1) * batch]], data)
         state, m = step_fn(state, x, np.int32(epoch), np.int32(step), k_train)
         step_metrics.append(m)
         bar.update(batch)
