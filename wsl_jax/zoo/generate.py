@@ -205,7 +205,8 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
       than one process, else all chunks.
 
   Returns:
-    The `Zoo`; None for a worker that finished its chunks while others were still missing (the last
+    The `Zoo` (with `out`: read back from it, its weights memory-mapped, so that a process never holds
+    the whole zoo in memory); None for a worker that finished its chunks while others were still missing (the last
     worker to finish, or any later run of the same call, puts the zoo in place).
 
   Raises:
@@ -359,7 +360,7 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
   finally:
     mine.release()
     setup.release()
-  return zoo_io.load(out_path, verify=False)
+  return zoo_io.load(out_path, verify=False, mmap=True)
 
 
 def _parse_worker(worker: tuple[int, int] | str | None) -> tuple[int, int]:
@@ -378,7 +379,7 @@ def _parse_worker(worker: tuple[int, int] | str | None) -> tuple[int, int]:
 
 
 def _finished_by_another(out_path: str, plan: dict[str, Any]) -> Zoo:
-  zoo = zoo_io.load(out_path, verify=False)
+  zoo = zoo_io.load(out_path, verify=False, mmap=True)
   if zoo.meta.get("plan_digest") != _plan_digest(plan):
     raise FileExistsError(f"{out_path} was written meanwhile by a run with other settings")
   return zoo
