@@ -1,7 +1,7 @@
 """The paper's ablations on TETRIS-SEED: augmentations (Table 3), architectures, SSL losses.
 
   python -m experiments.ablations --study {augmentation,architecture,loss} [--preset smoke|quick|paper]
-                                  [--out DIR] [--seed S]
+                                  [--out DIR] [--seed S] [--cells 'A;B'] [--set KEY=VALUE ...]
 
 Studies (every cell is one self-supervised run per seed on the same zoo and split; the reference
 setting is the paper's: AttN+t, EcD, permutation + erasing):
@@ -23,6 +23,13 @@ results.md prints the table in the paper's layout (Table 3: losses x augmentatio
 variants x Rec., Eph, Acc, GGap, F1C0..3) with the paper's value in brackets, then says whether the
 paper's qualitative findings hold (augmentation: permutation raises the test reconstruction R²;
 architecture: AttN+t is best downstream; loss: EcD is best downstream), with the numbers.
+
+Overrides: `--set KEY=VALUE ...` changes any setting of the preset (dotted keys of `get_config`'s
+config: `seeds`, `cells`, `ssl.*` (the reference cell, of which every cell is a variant), `zoo.first_models`,
+`zoo.checkpoint_stride`, ...; values parsed as JSON where they parse), e.g. `--set seeds=1 ssl.epochs=10`;
+an unknown key stops the run with one line naming the valid ones (experiments/pipeline.py). Every cell
+trains through `pipeline.fit_encoder` without checkpoints or test monitoring, on exactly the zoo's
+(strided) checkpoints, and is probed on its embedding alone.
 
 Outputs in --out: config.json, results.json (every cell's mean / std / per-seed values, the paper's
 values, the findings, per-run times), results.md, cells.png (bar chart of the cells), training_curves.png
@@ -73,16 +80,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from experiments import _tetris_shared as shared
-from experiments import common
+from experiments import common, pipeline
 
 NAME = "ablations"
 STUDIES = ("augmentation", "architecture", "loss")
@@ -105,15 +112,9 @@ REFERENCE = {"augmentation": "EcD / P,E", "architecture": "AttN+t", "loss": "EcD
 SMOKE_CELLS = {"augmentation": ("EcD / E,N", "EcD / P,E,N"), "architecture": ("FF", "AttN+t"),
                "loss": ("Ec", "EcD")}
 
-# The quick preset.
-QUICK_MODELS = 250
-QUICK_STRIDE = 5
-QUICK_DIM = 32
-QUICK_HEADS = 2
-# Epochs per study, sized so that each quick study takes about 15 minutes (the augmentation study has 72
-# runs, the others 15).
+# Epochs per study of the quick preset, sized so that each quick study takes about 15 minutes (the
+# augmentation study has 72 runs, the others 15).
 QUICK_EPOCHS = {"augmentation": 30, "architecture": 30, "loss": 40}
-QUICK_LR = 1e-3
 
 
 def all_cells(study: str) -> tuple[str, ...]:
@@ -127,49 +128,55 @@ def all_cells(study: str) -> tuple[str, ...]:
   raise ValueError(f"unknown study {study!r}; choose from {STUDIES}")
 
 
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-  """One preset of one study.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(pipeline.Config):
+  """`pipeline.Config` (its `ssl` is the reference cell's config, AttN+t, EcD, P+E; the zoo is cut to
+  `zoo.first_models` models and every `zoo.checkpoint_stride`-th checkpoint, for the encoders and the
+  probes alike) and
 
   Attributes:
-    preset: smoke, quick or paper.
     study: augmentation, architecture or loss.
-    zoo_models, zoo_epochs: the TETRIS-SEED zoo in the cache.
-    models: use its first this many models (0 = all).
-    checkpoint_stride: use every k-th checkpoint, for the SSL training and the probes alike.
-    ssl: the reference self-supervised configuration (AttN+t, EcD, P+E); cells are variants of it.
     seeds: SSL runs per cell (seeds S, S+1, ...).
     cells: the cells to run (a subset of `all_cells(study)`, in its order).
   """
 
-  preset: str
   study: str
-  zoo_models: int
-  zoo_epochs: int
-  models: int
-  checkpoint_stride: int
-  ssl: Any
   seeds: int
   cells: tuple[str, ...]
 
+  def __post_init__(self):
+    super().__post_init__()
+    unknown = [c for c in self.cells if c not in all_cells(self.study)]  # all_cells checks the study
+    if unknown:
+      raise pipeline.ConfigError(f"unknown cells {unknown}; cells of {self.study}: {'; '.join(all_cells(self.study))}")
+    if not isinstance(self.seeds, int) or self.seeds < 1:
+      raise pipeline.ConfigError(f"seeds must be a positive integer, got {self.seeds!r}")
 
-def get_config(preset: str = "quick", study: str = "loss") -> ExperimentConfig:
+
+def get_config(preset: str = "quick", study: str = "loss") -> Config:
   """The configuration of `preset` (smoke, quick, paper) for `study`."""
   from wsl_jax import configs
-  cells = all_cells(study)
+  # Every cell trains without checkpoints and without test monitoring (dozens of runs); the probes score
+  # the encoder's embedding only.
+  fields = {"experiment": NAME, "preset": preset, "study": study,
+            "encoder": pipeline.EncoderConfig(monitor_test=False),
+            "probes": pipeline.ProbeConfig(targets=DOWNSTREAM, columns=("EcD",))}
   if preset == "smoke":
-    return ExperimentConfig("smoke", study, 48, 6, 0, 1, shared.tiny_ssl(epochs=2), 1, SMOKE_CELLS[study])
+    return Config(**fields, zoo=pipeline.ZooConfig(preset="tetris_seed", models=48, epochs=6),
+                  ssl=pipeline.tiny_tetris_ssl(), seeds=1, cells=SMOKE_CELLS[study])
   if preset == "quick":
-    small = configs.preset("small")
     epochs = QUICK_EPOCHS[study]
-    ssl = shared.narrow_ssl(configs.preset("tetris"), dim=QUICK_DIM, heads=QUICK_HEADS, epochs=epochs,
-                            lr=QUICK_LR, batch_size=100, latent_dim=16, eval_every=epochs)
-    ssl = dataclasses.replace(ssl, model=dataclasses.replace(ssl.model, head_layers=small.model.head_layers,
-                                                             head_hidden=32, head_out=16))
-    return ExperimentConfig("quick", study, 1000, 75, QUICK_MODELS, QUICK_STRIDE, ssl, 3, cells)
+    ssl = pipeline.ssl_config("tetris", epochs=epochs, lr=1e-3, batch_size=100, eval_every=epochs,
+                              checkpoint_every=epochs,
+                              model={"dim": 32, "heads": 2, "ff_dim": 64, "latent_dim": 16,
+                                     "head_layers": configs.preset("small").model.head_layers,
+                                     "head_hidden": 32, "head_out": 16})
+    zoo = pipeline.ZooConfig(preset="tetris_seed", models=1000, epochs=75, first_models=250, checkpoint_stride=5)
+    return Config(**fields, zoo=zoo, ssl=ssl, seeds=3, cells=all_cells(study))
   if preset == "paper":
-    return ExperimentConfig("paper", study, 1000, 75, 0, 1, configs.preset("tetris"), 3, cells)
-  raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
+    return Config(**fields, zoo=pipeline.ZooConfig(preset="tetris_seed", models=1000, epochs=75),
+                  ssl=pipeline.ssl_config("tetris"), seeds=3, cells=all_cells(study))
+  raise pipeline.unknown_preset(preset)
 
 
 def cell_config(study: str, cell: str, base):
@@ -204,19 +211,57 @@ def paper_values(study: str, cell: str) -> dict[str, float | None]:
   return {m: table.value(cell, col) for m, col in PAPER_COLUMNS.items()}
 
 
-# ---- one run ---------------------------------------------------------------------------------------
+# ---- the runs --------------------------------------------------------------------------------------
 
-def run_cell(cfg, data: dict[str, Any], seed: int) -> dict[str, Any]:
-  """Train one cell's encoder with `seed`; its test reconstruction R² and downstream probe R²."""
-  from wsl_jax import baselines, evaluate, train
+def jobs(config: Config, loaded: Any) -> list[pipeline.Job]:
+  """One encoder config per cell, all on the same zoo and split (no per-cell report or checkpoints)."""
+  return [pipeline.Job(key=cell, label="TETRIS-SEED", zoo=config.zoo, ssl=cell_config(config.study, cell, config.ssl),
+                       folder=None, workdir=None) for cell in config.cells]
+
+
+def run_jobs(config: Config, jobs: Sequence[pipeline.Job], ctx: pipeline.Context, loaded: Any = None) -> dict:
+  """Every cell x seed on one zoo; a finished run's record (runs/<cell>-s<seed>.json) is reused, so a
+  killed study resumes at the next unfinished run."""
+  from wsl_jax.progress import progress_bar
+  os.makedirs(ctx.path("runs"), exist_ok=True)
+  with ctx.stage("zoo"):
+    zoo = loaded[0] if loaded is not None else pipeline.get_zoo(config.zoo, ctx)
+    split = loaded[1] if loaded is not None else pipeline.split_zoo(zoo, config.zoo)
+    samples = {s: int(len(split[s]) * zoo.num_checkpoints) for s in pipeline.SPLITS}
+    common.log(zoo.summary())
+    common.log(f"SSL samples: train {samples['train']}, val {samples['val']}, test {samples['test']}")
+  seeds = [ctx.seed + k for k in range(config.seeds)]
+  runs: dict[str, list[dict[str, Any]]] = {job.key: [] for job in jobs}
+  with ctx.stage(f"{config.study} cells ({len(jobs)} x {len(seeds)} seeds)"):
+    bar = progress_bar(total=len(jobs) * len(seeds), desc=config.study, unit="run", enabled=ctx.progress)
+    for job in jobs:
+      for s in seeds:
+        bar.set_postfix_str(f"{job.key} s{s}")
+        path = ctx.path("runs", f"{_safe(job.key)}-s{s}.json")
+        record = _load_run(path, job.ssl, s)
+        if record is None:
+          record = run_cell(config, job.ssl, zoo, split, s)
+          record.update(cell=job.key, config=job.ssl.to_dict())
+          common.write_json(path, record)
+        runs[job.key].append(record)
+        bar.update(1)
+        common.log(f"  {job.key} seed {s}: " + ", ".join(f"{METRIC_LABELS[k]} {100 * v:.1f}"
+                                                        for k, v in record["metrics"].items() if v is not None)
+                   + f" ({record['seconds']:.0f} s)")
+    bar.close()
+  return {"runs": runs, "seeds": seeds, "samples": samples,
+          "zoo": {"models": zoo.num_models, "checkpoints": zoo.num_checkpoints, "diverged": int(zoo.diverged.sum())}}
+
+
+def run_cell(config: Config, cfg, zoo: Any, split: Any, seed: int) -> dict[str, Any]:
+  """Train one cell's encoder (`TrainConfig` `cfg`) with `seed`; its test reconstruction R² and downstream
+  probe R²."""
+  from wsl_jax import train
   t0 = time.perf_counter()
-  result = train.fit(cfg, data["w_train"], data["w_val"], None, layout=data["layout"], seed=seed, progress=False)
-  metrics = {"rec_r2": train.evaluate(result, data["w_test"], seed=seed)["r2"]}
-  metrics["rec_r2_plain"] = reconstruction_r2(data["w_test"], train.reconstruct(result, data["w_test"]))
-  ev = evaluate.evaluate_zoo(data["probe_zoo"],
-                             {"z": baselines.FunctionExtractor(lambda w: train.embed(result, w), name="z")},
-                             split=data["split"], protocol="paper", targets=DOWNSTREAM, keep_embeddings=False,
-                             name="TETRIS-SEED")
+  result, recon = pipeline.fit_encoder(zoo, split, cfg, config.encoder, workdir=None, seed=seed, progress=False)
+  w_test = zoo.samples(split.test)[0]
+  metrics = {"rec_r2": recon["test"], "rec_r2_plain": reconstruction_r2(w_test, train.reconstruct(result, w_test))}
+  ev = pipeline.probe(zoo, split, result, config.probes, name="TETRIS-SEED", keep_embeddings=False)
   for r in ev.results:
     metrics[r.target] = r.r2
   return {"seed": seed, "metrics": metrics, "history": result.history, "skipped": dict(ev.skipped),
@@ -236,7 +281,7 @@ def reconstruction_r2(w: np.ndarray, rec: np.ndarray) -> float:
 
 def aggregate(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
   """cell -> metric -> {"mean", "std", "values"} over the cell's seeds."""
-  return {cell: {m: shared.mean_std([r["metrics"].get(m) for r in rs]) for m in METRICS}
+  return {cell: {m: mean_std([r["metrics"].get(m) for r in rs]) for m in METRICS}
           for cell, rs in runs.items()}
 
 
@@ -278,7 +323,7 @@ def findings(study: str, cells: dict[str, dict[str, dict[str, Any]]]) -> dict[st
 
 # ---- tables ----------------------------------------------------------------------------------------
 
-def to_markdown(config: ExperimentConfig, cells: dict[str, dict[str, dict[str, Any]]], found: dict[str, Any],
+def to_markdown(config: Config, cells: dict[str, dict[str, dict[str, Any]]], found: dict[str, Any],
                 n_seeds: int) -> str:
   """The study's table in the paper's layout (ours mean ± std, the paper's value in brackets) and the findings."""
   study = config.study
@@ -288,13 +333,13 @@ def to_markdown(config: ExperimentConfig, cells: dict[str, dict[str, dict[str, A
     lines += ["Test reconstruction R² (Table 3):", "",
               "| loss | " + " | ".join(AUGMENTATIONS) + " |", "|---|" + "---:|" * len(AUGMENTATIONS)]
     for loss in AUG_LOSSES:
-      row = [shared.fmt_pct(cells.get(f"{loss} / {a}", {}).get("rec_r2"),
+      row = [fmt_pct(cells.get(f"{loss} / {a}", {}).get("rec_r2"),
                             paper_values(study, f"{loss} / {a}")["rec_r2"]) for a in AUGMENTATIONS]
       lines.append(f"| {loss} | " + " | ".join(row) + " |")
     lines += ["", "Reconstruction R² of the un-augmented test weights (the same task in every cell):", "",
               "| loss | " + " | ".join(AUGMENTATIONS) + " |", "|---|" + "---:|" * len(AUGMENTATIONS)]
     for loss in AUG_LOSSES:
-      row = [shared.fmt_pct(cells.get(f"{loss} / {a}", {}).get("rec_r2_plain")) for a in AUGMENTATIONS]
+      row = [fmt_pct(cells.get(f"{loss} / {a}", {}).get("rec_r2_plain")) for a in AUGMENTATIONS]
       lines.append(f"| {loss} | " + " | ".join(row) + " |")
     lines += ["", "Downstream ridge R² per cell:", ""]
   cols = [m for m in METRICS if study != "augmentation" or m not in ("rec_r2", "rec_r2_plain")]
@@ -304,7 +349,7 @@ def to_markdown(config: ExperimentConfig, cells: dict[str, dict[str, dict[str, A
     if cell not in cells:
       continue
     pv = paper_values(study, cell) if study != "augmentation" else {}
-    row = [shared.fmt_pct(cells[cell].get(m), pv.get(m)) for m in cols]
+    row = [fmt_pct(cells[cell].get(m), pv.get(m)) for m in cols]
     lines.append(f"| {cell} | " + " | ".join(row) + " |")
   missing = [c for c in all_cells(study) if c not in cells]
   if missing:
@@ -334,83 +379,25 @@ def describe_findings(study: str, found: dict[str, Any]) -> str:
           f"{ranking}. Best per target: {per_target}. Paper: {found['paper']}.")
 
 
-# ---- the experiment --------------------------------------------------------------------------------
-
-def load_data(config: ExperimentConfig, seed: int, zoo_cache: str, progress: bool) -> dict[str, Any]:
-  """The zoo (subset to `models` and every `checkpoint_stride`-th checkpoint), its split and the SSL samples."""
-  zoo = common.cached_zoo("tetris_seed", config.zoo_models, config.zoo_epochs, seed, zoo_cache, progress)
-  models = np.arange(config.models) if 0 < config.models < zoo.num_models else None
-  ck = np.arange(0, zoo.num_checkpoints, config.checkpoint_stride)
-  if models is not None or config.checkpoint_stride > 1:
-    zoo = zoo.subset(models=models, checkpoints=ck)
-  split = zoo.split(seed=42)
-  return {"zoo": zoo, "probe_zoo": zoo, "split": split, "layout": zoo.layout,
-          "w_train": zoo.samples(split.train)[0], "w_val": zoo.samples(split.val)[0],
-          "w_test": zoo.samples(split.test)[0]}
-
-
-def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None = None,
-        progress: bool = True) -> dict[str, Any]:
-  """Run the study; write every output into `out`; return the results dict."""
-  from wsl_jax.progress import progress_bar
-
-  timings: dict[str, float] = {}
-  cell_cfgs = {c: cell_config(config.study, c, config.ssl) for c in config.cells}
-  out = common.start_run(out, {"experiment": NAME, "study": config.study, "seed": seed, "config": config,
-                               "cell_configs": {c: cfg.to_dict() for c, cfg in cell_cfgs.items()}})
-  os.makedirs(os.path.join(out, "runs"), exist_ok=True)
-
-  with common.stage("zoo", timings):
-    data = load_data(config, seed, common.zoo_cache_dir(zoo_cache), progress)
-    zoo = data["zoo"]
-    common.log(zoo.summary())
-    common.log(f"SSL samples: train {len(data['w_train'])}, val {len(data['w_val'])}, test {len(data['w_test'])}")
-
-  seeds = [seed + k for k in range(config.seeds)]
-  runs: dict[str, list[dict[str, Any]]] = {c: [] for c in config.cells}
-  with common.stage(f"{config.study} cells ({len(config.cells)} x {len(seeds)} seeds)", timings):
-    bar = progress_bar(total=len(config.cells) * len(seeds), desc=config.study, unit="run", enabled=progress)
-    for cell in config.cells:
-      for s in seeds:
-        bar.set_postfix_str(f"{cell} s{s}")
-        path = os.path.join(out, "runs", f"{_safe(cell)}-s{s}.json")
-        record = _load_run(path, cell_cfgs[cell], s)
-        if record is None:
-          record = run_cell(cell_cfgs[cell], data, s)
-          record.update(cell=cell, config=cell_cfgs[cell].to_dict())
-          common.write_json(path, record)
-        runs[cell].append(record)
-        bar.update(1)
-        common.log(f"  {cell} seed {s}: " + ", ".join(f"{METRIC_LABELS[k]} {100 * v:.1f}"
-                                                     for k, v in record["metrics"].items() if v is not None)
-                   + f" ({record['seconds']:.0f} s)")
-    bar.close()
-
-  with common.stage("report", timings):
-    cells = aggregate(runs)
-    found = findings(config.study, cells)
-    markdown = to_markdown(config, cells, found, len(seeds))
-    common.write_text(os.path.join(out, "results.md"), markdown)
-    paper = {c: paper_values(config.study, c) for c in config.cells}
-    shared.plot_cells(cells, METRICS, os.path.join(out, "cells.png"),
-                      title=f"TETRIS-SEED {config.study} ablation ({config.preset})", paper=paper)
-    ref = REFERENCE[config.study] if REFERENCE[config.study] in runs else config.cells[0]
-    common.plot_training_curves(runs[ref][0]["history"], os.path.join(out, "training_curves.png"),
-                                f"TETRIS-SEED, {ref} (seed {seeds[0]})")
-
-  results = {"experiment": NAME, "study": config.study, "preset": config.preset, "seed": seed, "seeds": seeds,
+def tables(config: Config, done: dict[str, Any], ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
+  """The study's table in the paper's layout, whether the paper's finding holds, and the plots."""
+  runs, seeds = done["runs"], done["seeds"]
+  cells = aggregate(runs)
+  found = findings(config.study, cells)
+  markdown = to_markdown(config, cells, found, len(seeds))
+  paper = {c: paper_values(config.study, c) for c in config.cells}
+  plot_cells(cells, METRICS, ctx.path("cells.png"), title=f"TETRIS-SEED {config.study} ablation ({config.preset})",
+             paper=paper)
+  ref = REFERENCE[config.study] if REFERENCE[config.study] in runs else config.cells[0]
+  common.plot_training_curves(runs[ref][0]["history"], ctx.path("training_curves.png"),
+                              f"TETRIS-SEED, {ref} (seed {seeds[0]})")
+  results = {"experiment": NAME, "study": config.study, "preset": config.preset, "seed": ctx.seed, "seeds": seeds,
              "rows": list(config.cells), "columns": list(METRICS), "cells": cells, "paper": paper,
-             "findings": found, "timings_s": timings,
+             "findings": found,
              "runs": [{"cell": c, "seed": r["seed"], "metrics": r["metrics"], "seconds": r["seconds"],
                        "skipped": r.get("skipped", {})} for c, rs in runs.items() for r in rs],
-             "zoo": {"models": zoo.num_models, "checkpoints": zoo.num_checkpoints,
-                     "diverged": int(zoo.diverged.sum()),
-                     "samples": {k: len(data[f"w_{k}"]) for k in ("train", "val", "test")}}}
-  common.write_json(os.path.join(out, "results.json"), results)
-  print(markdown)
-  print(f"outputs in {os.path.abspath(out)}; stage times: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-  return results
+             "zoo": {**done["zoo"], "samples": done["samples"]}}
+  return results, markdown
 
 
 def _safe(cell: str) -> str:
@@ -431,26 +418,109 @@ def _load_run(path: str, cfg, seed: int) -> dict[str, Any] | None:
   return record if same else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  def extra(parser):
-    parser.add_argument("--study", choices=STUDIES, required=True, help="which ablation to run")
-    parser.add_argument("--cells", default=None,
-                        help="the cells to run, separated by ';', e.g. 'EcD / none;EcD / P' (default: the "
-                             "preset's)")
+# ---- plots and formatting --------------------------------------------------------------------------
 
-  args = common.parse_args(NAME, __doc__, argv, extra=extra)
-  if args.out == os.path.join("runs", f"{NAME}-{args.preset}"):
-    args.out = os.path.join("runs", f"{NAME}-{args.study}-{args.preset}")
-  common.setup_jax()
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+  """{"mean", "std" (ddof 0; 0 for one value), "values"} of finite numbers (None if there are none)."""
+  import numpy as np
+  vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+  if not vals:
+    return {"mean": None, "std": None, "values": [None if v is None else float(v) for v in values]}
+  return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": [float(v) for v in values]}
+
+
+def fmt_pct(stat: Mapping[str, Any] | None, paper: float | None = None, std: bool = True) -> str:
+  """"84.1 ± 1.2 (84.1)": a mean ± std of fractions in percent, the paper's value (percent) in brackets."""
+  if stat is None or stat.get("mean") is None:
+    text = "n/a"
+  else:
+    text = f"{100 * stat['mean']:.1f}"
+    if std and len(stat.get("values", [])) > 1:
+      text += f" ± {100 * stat['std']:.1f}"
+  if paper is not None:
+    text += f" ({paper:.1f})"
+  return text
+
+
+HATCHES = ("", "///", "...", "xx", "\\\\")
+
+
+def _bar_styles(names: Sequence[str]) -> dict[str, tuple[Any, str]]:
+  """A distinct (colour, hatch) per bar. Names "<group> / <variant>" (e.g. "EcD / P,E") get a colour
+  per variant and a hatch per group, so 24 cells stay tellable apart; others cycle the colours and
+  change the hatch every ten."""
+  import matplotlib
+  parts = [n.split(" / ", 1) for n in names]
+  if all(len(p) == 2 for p in parts):
+    groups = list(dict.fromkeys(p[0] for p in parts))
+    variants = list(dict.fromkeys(p[1] for p in parts))
+    cmap = matplotlib.colormaps["tab10" if len(variants) <= 10 else "tab20"]
+    return {n: (cmap(variants.index(v) % cmap.N), HATCHES[groups.index(g) % len(HATCHES)])
+            for n, (g, v) in zip(names, parts)}
+  cmap = matplotlib.colormaps["tab10"]
+  return {n: (cmap(i % 10), HATCHES[(i // 10) % len(HATCHES)]) for i, n in enumerate(names)}
+
+
+def plot_cells(cells: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Sequence[str], path: str,
+               title: str = "", paper: Mapping[str, Mapping[str, float | None]] | None = None) -> str:
+  """Grouped bar chart: one group per metric, one bar per cell (mean, std as error bar); paper values
+  (percent) as black ticks."""
+  from wsl_jax.report import _figure, _save_figure
+
+  names = list(cells)
+  styles = _bar_styles(names)
+  width = 0.8 / max(1, len(names))
+  fig = _figure(figsize=(min(16.0, max(6.0, 0.9 * len(metrics) * max(1, len(names)) * 0.35 + 3)), 4.2))
+  ax = fig.subplots()
+  x = np.arange(len(metrics))
+  for i, name in enumerate(names):
+    means = [cells[name].get(m, {}).get("mean") for m in metrics]
+    stds = [cells[name].get(m, {}).get("std") for m in metrics]
+    pos = x + (i - (len(names) - 1) / 2) * width
+    color, hatch = styles[name]
+    ax.bar(pos, [np.nan if v is None else v for v in means], width, color=color, hatch=hatch,
+           edgecolor="white" if hatch else None, linewidth=0,
+           yerr=[0.0 if s is None else s for s in stds], label=name, capsize=2)
+    if paper and name in paper:
+      pv = [paper[name].get(m) for m in metrics]
+      ax.scatter([p for p, v in zip(pos, pv) if v is not None], [v / 100 for v in pv if v is not None],
+                 marker="_", color="k", s=60, zorder=3)
+  ax.axhline(0.0, color="k", lw=0.6)
+  ax.set_xticks(x, list(metrics), fontsize=8)
+  ax.set_ylabel("R² (fraction)")
+  ax.set_ylim(bottom=max(-0.5, ax.get_ylim()[0]))
+  ax.set_title(title + ("  (black ticks: paper)" if paper else ""), fontsize=9)
+  ax.legend(fontsize=7, ncol=min(len(names), 8), loc="upper center", bbox_to_anchor=(0.5, -0.12),
+            frameon=False)
+  fig.tight_layout()
+  return _save_figure(fig, path)
+
+
+# ---- the command line ------------------------------------------------------------------------------
+
+OUT = "ablations-{study}-{preset}"
+
+
+def add_arguments(parser) -> None:
+  parser.add_argument("--study", choices=STUDIES, required=True, help="which ablation to run")
+  parser.add_argument("--cells", default=None,
+                      help="the cells to run, separated by ';', e.g. 'EcD / none;EcD / P' (default: the "
+                           "preset's); the same as --set cells='[...]'")
+
+
+def config_from_args(args) -> Config:
   config = get_config(args.preset, args.study)
-  if args.cells:
-    cells = tuple(c.strip() for c in args.cells.split(";") if c.strip())
-    unknown = [c for c in cells if c not in all_cells(args.study)]
-    if unknown:
-      raise SystemExit(f"unknown cells {unknown}; cells of {args.study}: {'; '.join(all_cells(args.study))}")
-    config = dataclasses.replace(config, cells=tuple(c for c in all_cells(args.study) if c in cells))
-  return common.main_guard(
-      lambda: run(config, args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet))
+  if not args.cells:
+    return config
+  cells = [c.strip() for c in args.cells.split(";") if c.strip()]
+  unknown = [c for c in cells if c not in all_cells(args.study)]
+  if unknown:
+    raise pipeline.ConfigError(f"unknown cells {unknown}; cells of {args.study}: {'; '.join(all_cells(args.study))}")
+  return config.replace(cells=[c for c in all_cells(args.study) if c in cells])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  return pipeline.main(NAME, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Shared plumbing of the experiments: arguments, the zoo cache, output files, stage timing."""
+"""Shared plumbing of the experiments: arguments, the zoo cache, output files, stage timing.
+
+The stages themselves (zoo -> split -> encoder -> probes -> report) are `experiments.pipeline`.
+"""
 
 from __future__ import annotations
 
@@ -28,16 +31,23 @@ def setup_jax() -> None:
 
 
 def parse_args(name: str, doc: str, argv: Sequence[str] | None,
-               extra: Any = None, zoo_option: bool = False) -> argparse.Namespace:
+               extra: Any = None, zoo_option: bool = False, out_name: str | None = None) -> argparse.Namespace:
+  """The arguments every experiment takes (and `extra(parser)`'s); `out_name` is the default --out
+  folder's name under runs/, formatted with the parsed arguments (default "<name>-<preset>")."""
   parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--preset", choices=PRESETS, default="quick",
                       help="smoke (seconds, for tests), quick (default, ~15 min on 2 CPU cores), paper (GPU)")
-  parser.add_argument("--out", default=None, help=f"output folder (default: runs/{name}-<preset>)")
+  default_out = (out_name or "{name}-{preset}").replace("{name}", name).replace("{", "<").replace("}", ">")
+  parser.add_argument("--out", default=None, help=f"output folder (default: runs/{default_out})")
   parser.add_argument("--seed", type=int, default=0, help="seed of the zoo, split and training (default 0)")
   parser.add_argument("--zoo-cache", default=None,
                       help="folder of cached zoos (default: $WSL_JAX_CACHE/zoos or ~/.cache/wsl_jax/zoos)")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
+  parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                      help="override settings of the preset: dotted keys of its config, values parsed as JSON "
+                           "where they parse, else strings, e.g. --set ssl.model.dim=64 zoo.models=200 "
+                           "(experiments/pipeline.py; an unknown key names the valid ones)")
   if zoo_option:
     parser.add_argument("--zoo", default=None, metavar="PATH",
                         help="read the zoo from PATH (a wsl_jax zoo or a public zoo: HSG ray folder or .pt dump, "
@@ -48,7 +58,7 @@ def parse_args(name: str, doc: str, argv: Sequence[str] | None,
     extra(parser)
   args = parser.parse_args(argv)
   if args.out is None:
-    args.out = os.path.join("runs", f"{name}-{args.preset}")
+    args.out = os.path.join("runs", (out_name or "{name}-{preset}").format(name=name, **vars(args)))
   if args.zoo_cache is None:
     args.zoo_cache = os.path.join(cache_root(), "zoos")
   return args

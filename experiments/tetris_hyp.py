@@ -1,8 +1,8 @@
 """TETRIS-HYP end to end: zoo -> EcD hyper-representation -> linear probes -> the paper's Table 5 (right).
 
-  python -m experiments.tetris_hyp [--preset smoke|quick|paper] [--out DIR] [--seed S]
+  python -m experiments.tetris_hyp [--preset smoke|quick|paper] [--out DIR] [--seed S] [--set KEY=VALUE ...]
 
-Stages:
+Stages (`experiments.pipeline`; this module holds the presets and the table):
   1. zoo: TETRIS-HYP (MLPs 16-5-4 without biases; activation {tanh, relu} x 6 initializers x lr
      {1e-3, 1e-4, 1e-5} x seeds; Adam, 75 epochs, every epoch a checkpoint), from the zoo cache
      (`--zoo-cache`, default ~/.cache/wsl_jax/zoos) or generated into it. Diverged models (non-finite
@@ -14,6 +14,10 @@ Stages:
      test accuracy, ggap and the learning rate, linear-classifier accuracy for the activation and the
      initializer; columns W, kernel PCA (linear, cosine, rbf), UMAP (if installed), s(W) and EcD, with
      the paper's numbers beside ours; test reconstruction R².
+
+Overrides: `--set KEY=VALUE ...` on top of the preset, e.g. `--set zoo.models=360 ssl.epochs=30
+probes.checkpoint_stride=1` (dotted keys of `get_config`'s config; experiments/pipeline.py). The encoder
+follows the TETRIS rules described in experiments.tetris_seed (`encoder.*`).
 
 Outputs in --out: config.json, results.json (the table, `excluded_diverged`, reconstruction R², SSL
 history, stage times), results.md, results.csv, training_curves.png, the probe plots (predicted vs true
@@ -66,116 +70,64 @@ anything (accuracy R² < 2 % for every method).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from experiments import _tetris_shared as shared
-from experiments import common, tetris_seed
+from experiments import common, pipeline
 
 NAME = "tetris_hyp"
 TARGETS = ("epoch", "test_acc", "ggap", "lr", "activation", "init")
 
 
-# The same fields as TETRIS-SEED's presets (zoo size, encoder config, checkpoint strides, PCA, UMAP).
-ExperimentConfig = tetris_seed.ExperimentConfig
-
-
-# The quick preset's encoder and schedule.
-QUICK_MODELS = 720
-QUICK_DIM = 64
-QUICK_HEADS = 4
-QUICK_EPOCHS = 60
-QUICK_LR = 1e-3
-QUICK_BATCH = 100  # more optimizer steps than the paper's 500 in a CPU budget (see experiments.tetris_seed)
-QUICK_STRIDE = 5
-
-
-def get_config(preset: str = "quick") -> ExperimentConfig:
+def get_config(preset: str = "quick") -> pipeline.Config:
   """The configuration of `preset` (smoke, quick, paper)."""
-  from wsl_jax import configs
-  base = configs.preset("tetris_hyp")
   if preset == "smoke":
-    return ExperimentConfig("smoke", 72, 6, shared.tiny_ssl(epochs=2), 1, 1, 8, 200, umap=False)
-  if preset == "quick":
-    ssl = shared.narrow_ssl(base, dim=QUICK_DIM, heads=QUICK_HEADS, epochs=QUICK_EPOCHS, lr=QUICK_LR,
-                            batch_size=QUICK_BATCH)
-    return ExperimentConfig("quick", QUICK_MODELS, 75, ssl, QUICK_STRIDE, 2, 50, 4000,
-                            umap=common.umap_available())
-  if preset == "paper":
-    return ExperimentConfig("paper", 3600, 75, base, 1, 1, 50, 4000, umap=common.umap_available())
-  raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
+    return pipeline.Config(
+        experiment=NAME, preset=preset, zoo=pipeline.ZooConfig(preset="tetris_hyp", models=72, epochs=6),
+        ssl=pipeline.tiny_tetris_ssl(),
+        probes=pipeline.ProbeConfig(targets=TARGETS, columns=pipeline.paper_columns(umap=False), pca_components=8,
+                                    pca_fit_samples=200))
+  if preset not in ("quick", "paper"):
+    raise pipeline.unknown_preset(preset)
+  quick = preset == "quick"
+  # quick: a narrow encoder, batch 100 (more optimizer steps than the paper's 500 in a CPU budget, see
+  # experiments.tetris_seed), on every 5th checkpoint of 720 models; probes on every 2nd checkpoint.
+  ssl = (pipeline.ssl_config("tetris_hyp", epochs=60, lr=1e-3, batch_size=100, eval_every=10, checkpoint_every=10,
+                             model={"dim": 64, "heads": 4, "ff_dim": 128})
+         if quick else pipeline.ssl_config("tetris_hyp"))
+  return pipeline.Config(
+      experiment=NAME, preset=preset, zoo=pipeline.ZooConfig(preset="tetris_hyp", models=720 if quick else 3600,
+                                                             epochs=75),
+      ssl=ssl, encoder=pipeline.EncoderConfig(checkpoint_stride=5 if quick else 1),
+      probes=pipeline.ProbeConfig(targets=TARGETS, columns=pipeline.paper_columns(umap=common.umap_available()),
+                                  checkpoint_stride=2 if quick else 1))
 
 
-def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None = None,
-        progress: bool = True) -> dict[str, Any]:
-  """Run the experiment; write every output into `out`; return the results dict."""
-  from wsl_jax import baselines, evaluate, report, train
+def jobs(config: pipeline.Config, loaded: Any) -> list[pipeline.Job]:
+  return [pipeline.Job(key=NAME, label="TETRIS-HYP", zoo=config.zoo, ssl=config.ssl)]
 
-  out = common.start_run(out, {"experiment": NAME, "seed": seed, "config": config})
-  timings: dict[str, float] = {}
 
-  with common.stage("zoo", timings):
-    zoo_cache = common.zoo_cache_dir(zoo_cache)
-    zoo = common.cached_zoo("tetris_hyp", config.zoo_models, config.zoo_epochs, seed, zoo_cache, progress)
-    split = zoo.split(seed=42)  # diverged models are left out of every split
-    n_diverged = int(zoo.diverged.sum())
-    common.log(zoo.summary())
-    common.log(f"diverged models excluded: {n_diverged} of {zoo.num_models}")
-
-  with common.stage("hyper-representation (EcD)", timings):
-    ssl_ck = np.arange(0, zoo.num_checkpoints, config.ssl_checkpoint_stride)
-    w_train, _, _ = zoo.samples(split.train, ssl_ck)
-    w_val, _, _ = zoo.samples(split.val, ssl_ck)
-    w_test, _, _ = zoo.samples(split.test, ssl_ck)
-    result = train.fit(config.ssl, w_train, w_val, w_test, layout=zoo.layout,
-                       workdir=os.path.join(out, "ssl"), seed=seed, progress=progress)
-    recon = train.evaluate(result, w_test, seed=seed)
-
-  with common.stage("probes", timings):
-    eval_ck = np.arange(0, zoo.num_checkpoints, config.eval_checkpoint_stride)
-    eval_zoo = zoo.subset(checkpoints=eval_ck) if config.eval_checkpoint_stride > 1 else zoo
-    extractors = baselines.paper_extractors(zoo.layout, n_components=config.pca_components,
-                                            umap=config.umap, max_fit_samples=config.pca_fit_samples)
-    extractors["EcD"] = baselines.FunctionExtractor(lambda w: train.embed(result, w), name="EcD")
-    evaluation = evaluate.evaluate_zoo(eval_zoo, extractors, split=split, protocol="paper", targets=TARGETS,
-                                       name="TETRIS-HYP", progress=progress)
-
-  with common.stage("report", timings):
-    files = report.write_report(evaluation, out, paper="auto", color_by="test_acc")
-    common.plot_training_curves(result.history, os.path.join(out, "training_curves.png"), "TETRIS-HYP, EcD")
-    table = report.results_table(evaluation, paper="auto")
-    markdown = report.to_markdown(table)
-    excluded = int(evaluation.excluded_diverged.get("zoo", n_diverged))
-    lines = [f"EcD test reconstruction R²: {100 * recon['r2']:.1f}% (the paper does not report it for TETRIS-HYP)",
-             f"Diverged models excluded: {excluded} of {zoo.num_models} (the paper: 700 of 3600).",
-             f"Zoo: {zoo.num_models} models x {zoo.num_checkpoints} checkpoints; probes on "
-             f"{eval_zoo.num_checkpoints} checkpoints per model; preset {config.preset}."]
-    common.write_text(os.path.join(out, "results.md"), markdown + "\n\n" + "\n\n".join(lines) + "\n")
-
-  results = {"experiment": NAME, "preset": config.preset, "seed": seed, "table": report.to_json_dict(table),
-             "excluded_diverged": excluded, "reconstruction_r2_test": recon["r2"],
-             "ssl_history": result.history, "timings_s": timings, "files": files,
-             "zoo": {"models": zoo.num_models, "checkpoints": zoo.num_checkpoints, "diverged": n_diverged,
-                     "probe_checkpoints": eval_zoo.num_checkpoints, "models_per_split": evaluation.models}}
-  common.write_json(os.path.join(out, "results.json"), results)
-  print(markdown)
-  print("\n".join(lines))
-  print(f"outputs in {os.path.abspath(out)}; stage times: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-  return results
+def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
+           ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
+  """Table 5 (right) with the paper's numbers, the diverged models excluded, the reconstruction R²."""
+  from wsl_jax import report
+  run = pipeline.only(runs)
+  n_diverged = int(run.zoo.diverged.sum())
+  excluded = int(run.evaluation.excluded_diverged.get("zoo", n_diverged))
+  lines = [f"EcD test reconstruction R²: {100 * run.recon['test']:.1f}% (the paper does not report it for TETRIS-HYP)",
+           f"Diverged models excluded: {excluded} of {run.zoo.num_models} (the paper: 700 of 3600).",
+           f"Zoo: {run.zoo.num_models} models x {run.zoo.num_checkpoints} checkpoints; probes on "
+           f"{run.probe_zoo.num_checkpoints} checkpoints per model; preset {config.preset}."]
+  results = {**pipeline.header(config, ctx), "table": report.to_json_dict(run.table), "excluded_diverged": excluded,
+             "reconstruction_r2_test": run.recon["test"], "ssl_history": run.result.history, "files": run.files,
+             "zoo": {"models": run.zoo.num_models, "checkpoints": run.zoo.num_checkpoints, "diverged": n_diverged,
+                     "probe_checkpoints": run.probe_zoo.num_checkpoints, "models_per_split": run.evaluation.models}}
+  return results, report.to_markdown(run.table) + "\n\n" + "\n\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = common.parse_args(NAME, __doc__, argv)
-
-  def body():
-    common.setup_jax()
-    run(get_config(args.preset), args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
-  return common.main_guard(body)
+  return pipeline.main(NAME, argv)
 
 
 if __name__ == "__main__":

