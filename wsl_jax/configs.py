@@ -26,13 +26,15 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+# Choices declared where they are implemented (one place each), checked here.
+from wsl_jax.augment import ERASE_MODES
+from wsl_jax.losses import CONTRASTS
+from wsl_jax.tokenize import TOKEN_KINDS
+
 ARCHS = ("attention", "ff")
-TOKEN_KINDS = ("neuron", "weight")
 NORMS = ("layernorm", "original")
 HEAD_BN_EVAL = ("running", "batch")
-CONTRASTS = ("ntxent", "positive", "positive_code")
 TARGETS = ("augmented", "denoised", "original")
-ERASE_MODES = ("original", "uniform")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
