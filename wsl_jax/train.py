@@ -57,7 +57,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from wsl_jax import augment, losses
+from wsl_jax import augment, losses, outputs
 from wsl_jax.configs import AugmentConfig, ModelConfig, TrainConfig
 from wsl_jax.layout import Layout
 from wsl_jax.models import HyperRepresentation
@@ -738,10 +738,7 @@ def _check_resumable(meta: dict[str, Any], config: TrainConfig, layout: Layout, 
 
 
 def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+  outputs.atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 class _DamagedStep(Exception):
@@ -829,11 +826,7 @@ def _resume(manager: ocp.CheckpointManager, workdir: str, keep: int, template: A
 
 def _rewrite_log(path: str, history: list[dict[str, Any]]) -> None:
   """The metrics log holds exactly the checkpointed history (drops epochs a killed run logged later)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    for record in history:
-      f.write(json.dumps(record) + "\n")
-  os.replace(tmp, path)
+  outputs.atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in history))
 
 
 def restore(workdir: str, devices: Sequence[jax.Device] | int | None = None,

@@ -426,12 +426,7 @@ def _load_finished_chunk(path: str, models: np.ndarray, weights: np.ndarray, met
 
 
 def _atomic_npz(path: str, **arrays: np.ndarray) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    np.savez(f, **arrays)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  outputs.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
 def _check_staging_folder(staging: str) -> None:
