@@ -59,7 +59,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from wsl_jax import augment, losses, outputs
 from wsl_jax.configs import AugmentConfig, ModelConfig, TrainConfig
-from wsl_jax.layout import Layout
+from wsl_jax.layout import Layout, check_weight_rows
 from wsl_jax.models import HyperRepresentation
 from wsl_jax.progress import progress_bar
 
@@ -493,16 +493,7 @@ def _unpack(model_or_result: TrainResult | HyperRepresentation, config: TrainCon
 
 
 def _check_weights(w: Any, layout: Layout, name: str) -> np.ndarray:
-  w = np.asarray(w)
-  if w.ndim != 2:
-    raise ValueError(f"{name} must be (samples, params), got shape {w.shape}")
-  layout.check_vector(w, name)
-  if not np.issubdtype(w.dtype, np.floating):
-    raise ValueError(f"{name} must be floating point, got dtype {w.dtype}")
-  w = w.astype(np.float32, copy=False)
-  if not np.isfinite(w).all():
-    raise ValueError(f"{name} contains NaN or inf; drop those checkpoints first")
-  return w
+  return check_weight_rows(w, name, layout.num_params, allow_empty=True).astype(np.float32, copy=False)
 
 
 def _padded_batches(w: np.ndarray, batch_size: int, data_sharding: NamedSharding):
