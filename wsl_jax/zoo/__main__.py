@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
   gen.add_argument("--seed", type=int, default=0, help="zoo seed (default 0)")
   gen.add_argument("--chunk-size", type=int, default=None,
                    help="models per compiled call (default: the preset's, else 512)")
-  gen.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out (only a zoo written by wsl_jax, "
-                   "holding nothing else)")
+  gen.add_argument("--overwrite", action="store_true",
+                   help="replace an existing zoo at --out (only a zoo written by wsl_jax, holding nothing else)")
   gen.add_argument("--worker", default=None, metavar="I/N",
                    help="train only worker I's share of the chunks (of N workers) into --out's staging folder; "
                         "the last worker to finish, or a rerun without --worker, puts the zoo in place")
