@@ -97,7 +97,7 @@ def time_vmapped(spec, data, n: int, repeats: int, mesh=None) -> tuple[float, fl
 def time_loop(spec, data, n: int, repeats: int) -> tuple[float, float]:
   """(compile seconds, µs per model-step) of a Python loop calling the jitted single-model trainer."""
   keys, hp = model_inputs(n)
-  per_model = [{k: v[i] for k, v in hp.items()} for i in range(n)]
+  per_model = [jax.tree.map(lambda v, i=i: v[i], hp) for i in range(n)]
   single = jax.jit(functools.partial(zoo_train.train_one, spec=spec))
   t0 = time.perf_counter()
   compiled = single.lower(keys[0], per_model[0], data).compile()

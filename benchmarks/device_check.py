@@ -97,7 +97,7 @@ def zoo_generation(sizes: list[int], epochs: int, loop_models: int) -> dict[str,
   keys = gen.model_keys(0, hp["seed"])
   inputs = jax.device_put(gen.trainer_inputs(bucket, hp, np.arange(loop_models)))
   single = jax.jit(zoo_train.train_one, static_argnames="spec")
-  per_model = [{k: v[i] for k, v in inputs.items()} for i in range(loop_models)]
+  per_model = [jax.tree.map(lambda v, i=i: v[i], inputs) for i in range(loop_models)]
   single(keys[0], per_model[0], data, spec=bucket.spec).weights.block_until_ready()
   t0 = time.perf_counter()
   jax.block_until_ready([single(keys[i], per_model[i], data, spec=bucket.spec).weights for i in range(loop_models)])

@@ -74,7 +74,7 @@ def main(argv=None) -> None:
   # The loop baseline: the same train_one, jitted for one model, called once per model.
   single = jax.jit(zoo_train.train_one, static_argnames="spec")
   keys, hp = inputs(args.loop_models)
-  per_model = [{k: v[i] for k, v in hp.items()} for i in range(args.loop_models)]
+  per_model = [jax.tree.map(lambda v, i=i: v[i], hp) for i in range(args.loop_models)]
   t0 = time.perf_counter()
   single(keys[0], per_model[0], data, spec=bucket.spec).weights.block_until_ready()
   loop_compile = time.perf_counter() - t0

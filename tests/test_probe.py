@@ -122,14 +122,6 @@ def test_accuracy():
     probe.accuracy(np.zeros(3), np.zeros(4))
 
 
-def test_count_inversions_matches_brute_force():
-  rng = np.random.default_rng(4)
-  for n in (0, 1, 2, 7, 64, 129):
-    a = rng.integers(0, 5, size=n)
-    brute = sum(int(a[i] > a[j]) for i in range(n) for j in range(i + 1, n))
-    assert probe._count_inversions(a) == brute
-
-
 @pytest.mark.parametrize("kind", ["continuous", "ties", "heavy_ties", "strings"])
 def test_kendall_tau_matches_scipy(kind):
   rng = np.random.default_rng(5)
@@ -156,8 +148,8 @@ def test_kendall_tau_matches_scipy(kind):
 
 
 def test_kendall_tau_edge_cases():
-  assert probe.kendall_tau(np.arange(5), np.arange(5)) == 1.0
-  assert probe.kendall_tau(np.arange(5), -np.arange(5)) == -1.0
+  assert probe.kendall_tau(np.arange(5), np.arange(5)) == pytest.approx(1.0, abs=1e-12)
+  assert probe.kendall_tau(np.arange(5), -np.arange(5)) == pytest.approx(-1.0, abs=1e-12)
   assert np.isnan(probe.kendall_tau(np.ones(5), np.arange(5)))  # undefined for a constant input
   assert np.isnan(probe.kendall_tau(np.ones(1), np.ones(1)))
   with pytest.raises(ValueError, match="NaN"):

@@ -13,6 +13,7 @@ from wsl_jax import datasets, nets
 from wsl_jax import zoo as zoo_lib
 from wsl_jax.zoo import __main__ as zoo_cli
 from wsl_jax.zoo import presets
+from wsl_jax.zoo import batched, metrics
 from wsl_jax.zoo import train as zoo_train
 
 
@@ -35,7 +36,7 @@ def test_vmapped_training_equals_training_alone(optimizer):
   batch = zoo_train.compiled_trainer(spec)(_keys(range(1, 7)), hp, data)
   for m in (1, 4):
     alone = jax.jit(zoo_train.train_one, static_argnames="spec")(
-        jax.random.fold_in(jax.random.key(0), m + 1), {k: v[m] for k, v in hp.items()}, data, spec=spec)
+        jax.random.fold_in(jax.random.key(0), m + 1), jax.tree.map(lambda v: v[m], hp), data, spec=spec)
     np.testing.assert_allclose(batch.weights[m], alone.weights, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(batch.metrics[m], alone.metrics, rtol=1e-5, atol=1e-6)
 
@@ -235,22 +236,20 @@ def test_models_evaluation_equals_vmapped_single_evaluation(eval_batch_size, tra
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu", "sigmoid"])
 @pytest.mark.parametrize("net", [nets.TETRIS_MLP, _WIDE_MLP], ids=["tetris", "wide_bias"])
-def test_batched_cross_entropy_gradient_equals_autodiff(net, activation, monkeypatch):
+def test_batched_cross_entropy_gradient_equals_autodiff(net, activation):
   spec = _spec(net=net, activation=activation)
   k = jax.random.split(jax.random.key(4), 3)
   w = jax.random.normal(k[0], (6, net.layout().num_params))
   x = jax.random.normal(k[1], (6, 20, 16))
   y = jax.random.randint(k[2], (6, 20), 0, 4)
-  calls = []
-  rule = zoo_train._models_ce_value_and_grad
-  monkeypatch.setattr(zoo_train, "_models_ce_value_and_grad", lambda *a: calls.append(1) or rule(*a))
-  zoo_train._batchable_ce_value_and_grad.cache_clear()
-  loss, grad = jax.jit(jax.vmap(zoo_train._batchable_ce_value_and_grad(spec)))(w, x, y)
-  assert calls, "the batched rule was not used"
+  loss, grad = jax.jit(lambda *a: batched.models_ce_value_and_grad(spec, *a))(w, x, y)
   ref_loss, ref_grad = jax.jit(jax.vmap(lambda v, xb, yb: jax.value_and_grad(
-      lambda u: zoo_train._cross_entropy(zoo_train._logits(spec, u, xb), yb).mean())(v)))(w, x, y)
+      lambda u: metrics.cross_entropy(metrics.net_logits(spec, u, xb), yb).mean())(v)))(w, x, y)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-5)
+  # vmap of the batchable function runs that rule.
+  via_vmap = jax.jit(jax.vmap(batched.batchable_ce_value_and_grad(spec)))(w, x, y)
+  np.testing.assert_allclose(via_vmap[1], grad, rtol=1e-6, atol=1e-7)
 
 
 def test_batched_rules_fall_back_when_the_data_is_shared():
@@ -259,7 +258,7 @@ def test_batched_rules_fall_back_when_the_data_is_shared():
   w = jax.random.normal(jax.random.key(5), (4, _WIDE_MLP.layout().num_params))
   x = jax.random.normal(jax.random.key(6), (20, 16))
   y = jnp.arange(20) % 4
-  fn = zoo_train._batchable_ce_value_and_grad(spec)
+  fn = batched.batchable_ce_value_and_grad(spec)
   loss, grad = jax.jit(jax.vmap(fn, in_axes=(0, None, None)))(w, x, y)
   for m in range(4):
     ref_loss, ref_grad = jax.jit(fn)(w[m], x, y)
@@ -267,18 +266,15 @@ def test_batched_rules_fall_back_when_the_data_is_shared():
     np.testing.assert_allclose(grad[m], ref_grad, rtol=1e-4, atol=1e-6)
 
 
-def test_the_vmapped_trainer_uses_the_batched_rules(monkeypatch):
-  calls = {"evaluate_models": 0, "_models_ce_value_and_grad": 0}
-  for name in calls:
-    original = getattr(zoo_train, name)
-    def counted(*a, _name=name, _original=original):
-      calls[_name] += 1
-      return _original(*a)
-    monkeypatch.setattr(zoo_train, name, counted)
-  zoo_train._batchable_evaluate.cache_clear()
-  zoo_train._batchable_ce_value_and_grad.cache_clear()
-  spec = _spec(epochs=1, checkpoint_epochs=(0, 1), batch_size=40)  # a TrainSpec no other test compiled
+def test_the_batched_rules_switch_changes_the_program_not_the_zoo():
+  on = _spec(epochs=2, checkpoint_epochs=(0, 1, 2), batch_size=40, inits=("kaiming_uniform",))
+  off = dataclasses.replace(on, batched_rules=False)
   data = zoo_train.to_device_data(datasets.load("tetris"))
-  record = zoo_train.compiled_trainer(spec)(_keys(range(3)), zoo_train.default_hparams(3), data)
-  assert calls["evaluate_models"] >= 1 and calls["_models_ce_value_and_grad"] >= 1
-  assert np.isfinite(np.asarray(record.metrics)).all()
+  hp = zoo_train.default_hparams(3, lr=np.array([1e-3, 3e-3, 1e-2]))
+  with_rules = zoo_train.compiled_trainer(on)(_keys(range(3)), hp, data)  # fresh keys: the checker forbids reuse
+  without = zoo_train.compiled_trainer(off)(_keys(range(3)), hp, data)
+  np.testing.assert_allclose(with_rules.weights, without.weights, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(with_rules.metrics, without.metrics, rtol=1e-5, atol=1e-6)
+  programs = [zoo_train.compiled_trainer(s).lower(_keys(range(3)), hp, data).as_text() for s in (on, off)]
+  assert programs[0] != programs[1]  # the switch really selects another program
+

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from wsl_jax.layout import Layout
+from wsl_jax.layout import Layout, check_weight_rows
 
 _CHUNK_ROWS = 8192
 
@@ -57,16 +57,7 @@ class FeatureExtractor(Protocol):
 
 
 def _as_weights(weights: Any, name: str = "weights", num_params: int | None = None) -> np.ndarray:
-  w = np.asarray(weights)
-  if w.ndim != 2 or w.shape[0] == 0:
-    raise ValueError(f"{name} must be a non-empty (samples, params) array, got shape {w.shape}")
-  if not np.issubdtype(w.dtype, np.floating):
-    raise ValueError(f"{name} must be floating point, got dtype {w.dtype}")
-  if num_params is not None and w.shape[1] != num_params:
-    raise ValueError(f"{name} has {w.shape[1]} parameters, expected {num_params}")
-  if not np.isfinite(w).all():
-    raise ValueError(f"{name} contains non-finite values (diverged models?); exclude them first")
-  return w
+  return check_weight_rows(weights, name, num_params)
 
 
 def _rows(n: int):

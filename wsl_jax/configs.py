@@ -7,7 +7,9 @@ round-trip through JSON (`to_dict` / `from_dict`).
 
 Presets (`preset(name)`) carry the values of the original code's experiment configs (reference.md §4,
 §6), which differ from the paper text in places (B5: e.g. tetris uses 4 heads and d = 256, not 1 head
-and d = 128). `small` is a CPU preset for quick runs and tests.
+and d = 128). Their views draw permutations from the original's fixed tables (`PAPER_PERMUTATIONS`:
+all 120 for tetris, 25,000 for the CNN zoos, a separate 100 for test views); `small`, a CPU preset for
+quick runs and tests, draws a fresh permutation per view (the whole group).
 
 The ablations of the paper are variants of a config, not separate models:
   >>> from wsl_jax import configs
@@ -24,13 +26,15 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+# Choices declared where they are implemented (one place each), checked here.
+from wsl_jax.augment import ERASE_MODES
+from wsl_jax.losses import CONTRASTS
+from wsl_jax.tokenize import TOKEN_KINDS
+
 ARCHS = ("attention", "ff")
-TOKEN_KINDS = ("neuron", "weight")
 NORMS = ("layernorm", "original")
 HEAD_BN_EVAL = ("running", "batch")
-CONTRASTS = ("ntxent", "positive", "positive_code")
 TARGETS = ("augmented", "denoised", "original")
-ERASE_MODES = ("original", "uniform")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -120,25 +124,39 @@ class LossConfig:
       mean((cos / T)^2) / (2B); reference.md B1).
     gamma: weight of the contrastive term; 0 = reconstruction only (ED), 1 = contrast only (Ec).
     temperature: temperature T of the contrastive terms.
+    code_batch: "positive_code" only: the B of its extra division by 2B. The original divided by its own
+      batch size, always 500 in its configs; dividing by a fixed 2 x 500 keeps the term's weight what the
+      paper's runs had, whatever batch size a run here uses (0: divide by this run's 2B, as the code).
   """
 
   contrast: str = "ntxent"
   gamma: float = 0.5
   temperature: float = 0.1
+  code_batch: int = 500
 
   def __post_init__(self):
     _check_choice("loss.contrast", self.contrast, CONTRASTS)
     _check_rate("loss.gamma", self.gamma, upper_open=False)
     if not self.temperature > 0:
       raise ValueError(f"loss.temperature must be positive, got {self.temperature!r}")
+    if isinstance(self.code_batch, bool) or not isinstance(self.code_batch, int) or self.code_batch < 0:
+      raise ValueError(f"loss.code_batch must be a non-negative integer, got {self.code_batch!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
   """Augmentation of each view: permutation -> additive noise -> block erasing (reference.md §3).
 
-  The keyword arguments of `wsl_jax.augment.augment` / `two_views`. `erase_mode` "original" is the
-  original code's placement rule (up to 10 tries, else no erasing), "uniform" always places a block.
+  The keyword arguments of `wsl_jax.augment.augment` / `two_views` (`kwargs()`), and where the
+  permutations come from. `erase_mode` "original" is the original code's placement rule (up to 10
+  tries, else no erasing), "uniform" always places a block.
+
+  Permutations: `permutations = 0` draws a fresh random permutation for every view (the whole group).
+  `permutations = P > 0` draws every view's permutation from a fixed table of P permutations made once
+  from `table_seed` (`wsl_jax.augment.permutation_table(key(table_seed), layout, P, complete=True)`),
+  as the original data loader did: 120 for tetris, which is every one of the 5! hidden-unit orders (a
+  layout with at most P permutations gets each exactly once), 25,000 random ones for the CNN zoos, and a
+  separate table of 100 (another seed) for the validation / test views.
   """
 
   permute: bool = True
@@ -147,6 +165,8 @@ class AugmentConfig:
   erase_scale: tuple[float, float] = (0.02, 0.33)
   erase_value: float = 0.0
   erase_mode: str = "original"
+  permutations: int = 0
+  table_seed: int = 0
 
   def __post_init__(self):
     object.__setattr__(self, "erase_scale", tuple(float(s) for s in self.erase_scale))
@@ -158,8 +178,18 @@ class AugmentConfig:
     if lo is None or not 0.0 <= lo <= hi <= 1.0:
       raise ValueError(f"augment.erase_scale must be (low, high) with 0 <= low <= high <= 1, "
                        f"got {self.erase_scale!r}")
+    for name in ("permutations", "table_seed"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"augment.{name} must be a non-negative integer, got {value!r}")
+
+  @property
+  def uses_table(self) -> bool:
+    """Whether views draw their permutation from a fixed table (`permutations` > 0)."""
+    return self.permute and self.permutations > 0
 
   def kwargs(self) -> dict[str, Any]:
+    """The keyword arguments of `augment.augment` (the table, if any, is passed separately)."""
     return {"permute": self.permute, "noise_std": self.noise_std, "erase_p": self.erase_p,
             "erase_scale": self.erase_scale, "erase_value": self.erase_value, "erase_mode": self.erase_mode}
 
@@ -277,11 +307,19 @@ def _check_fields(cls: type, d: Any, what: str) -> None:
 
 # ---- presets ----------------------------------------------------------------------------------------
 
+# The original data loader's permutation tables (reference.md §3): every one of the 5! = 120 tetris
+# hidden-unit orders, 25,000 random permutations for the CNN zoos, 100 others for the test views.
+PAPER_PERMUTATIONS = {"tetris": 120, "cnn": 25_000, "test": 100}
+
+
 def _paper(dim: int, heads: int, ff_dim: int, blocks: int, latent: int, head: tuple[int, int, int],
-           gamma: float, epochs: int, contrast: str = "ntxent") -> TrainConfig:
+           gamma: float, epochs: int, contrast: str = "ntxent", permutations: int = PAPER_PERMUTATIONS["cnn"]
+           ) -> TrainConfig:
   """The common settings of the original experiment configs (reference.md §4, §6)."""
   layers, hidden, out = head
   return TrainConfig(
+      augment=AugmentConfig(permutations=permutations, table_seed=0),
+      eval_augment=AugmentConfig(erase_p=0.0, permutations=PAPER_PERMUTATIONS["test"], table_seed=1),
       model=ModelConfig(dim=dim, heads=heads, ff_dim=ff_dim, blocks=blocks, latent_dim=latent,
                         head_layers=layers, head_hidden=hidden, head_out=out, dropout=0.1,
                         attention_dropout=0.1, norm="original"),
@@ -291,8 +329,8 @@ def _paper(dim: int, heads: int, ff_dim: int, blocks: int, latent: int, head: tu
 
 _PRESETS: dict[str, TrainConfig] = {
     # Own zoos (reference.md §4 table; epochs = ray iterations x 10).
-    "tetris": _paper(256, 4, 512, 2, 50, (3, 50, 20), 0.5, 1000),
-    "tetris_hyp": _paper(256, 4, 900, 2, 50, (3, 50, 20), 0.5, 1000),
+    "tetris": _paper(256, 4, 512, 2, 50, (3, 50, 20), 0.5, 1000, permutations=PAPER_PERMUTATIONS["tetris"]),
+    "tetris_hyp": _paper(256, 4, 900, 2, 50, (3, 50, 20), 0.5, 1000, permutations=PAPER_PERMUTATIONS["tetris"]),
     "mnist_seed": _paper(800, 4, 900, 2, 700, (4, 400, 50), 0.1, 500),
     "mnist_hyp_1_fix": _paper(800, 2, 1000, 4, 700, (4, 400, 50), 0.5, 500),
     "mnist_hyp_1_rand": _paper(800, 2, 900, 4, 700, (4, 400, 20), 0.15, 500),

@@ -21,9 +21,14 @@ dropped and counted, and targets that cannot be probed (constant on the training
 samples) are listed with the reason.
 
 Example:
-  >>> from wsl_jax import evaluate, report                                     # doctest: +SKIP
-  >>> ev = evaluate.evaluate_zoo(zoo)               # W, PCAl, PCAc, PCAr, s(W); paper protocol
-  >>> print(report.to_markdown(report.results_table(ev, paper="table5_tetris_seed")))
+  >>> from wsl_jax import evaluate, report, zoo
+  >>> z = zoo.generate("tetris_seed", num_models=20, epochs=2, progress=False)
+  >>> ev = evaluate.evaluate_zoo(z)               # W, PCAl, PCAc, PCAr, s(W); paper protocol
+  >>> table = report.results_table(ev, paper="table5_tetris_seed")
+  >>> table.methods, table.rows[:3]
+  (('W', 'PCAl', 'PCAc', 'PCAr', 's(W)'), ('epoch', 'test_acc', 'ggap'))
+  >>> print(report.to_markdown(table))          # doctest: +ELLIPSIS
+  **...
 """
 
 from __future__ import annotations

@@ -416,3 +416,25 @@ class Layout:
       lines.append(f"  {l}: {layer.kind:5s} weight {layer.weight_shape} at {w.start}:{w.stop}"
                    + (f", bias at {b.start}:{b.stop}" if b else ", no bias") + extra)
     return "\n".join(lines)
+
+
+def check_weight_rows(w: Any, name: str = "weights", num_params: int | None = None,
+                      allow_empty: bool = False) -> np.ndarray:
+  """`w` as a NumPy `(samples, params)` array of finite floats, or a ValueError naming `name` and the
+  problem: the one check of flat-weight inputs (SSL training, baselines).
+
+  >>> check_weight_rows(np.zeros((2, 3)), num_params=3).shape
+  (2, 3)
+  """
+  w = np.asarray(w)
+  if w.ndim != 2 or (w.shape[0] == 0 and not allow_empty):
+    raise ValueError(f"{name} must be a {'' if allow_empty else 'non-empty '}(samples, params) array, "
+                     f"got shape {w.shape}")
+  if num_params is not None and w.shape[1] != num_params:
+    raise ValueError(f"{name} has {w.shape[1]} parameters per row, expected {num_params} parameters")
+  if not np.issubdtype(w.dtype, np.floating):
+    raise ValueError(f"{name} must be floating point, got dtype {w.dtype}")
+  if not np.isfinite(w).all():
+    raise ValueError(f"{name} contains {int((~np.isfinite(w)).sum())} non-finite values (NaN or inf; diverged "
+                     "models?); drop those rows first")
+  return w

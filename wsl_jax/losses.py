@@ -93,27 +93,31 @@ def positive_contrast(p_i: jax.Array, p_j: jax.Array, temperature: float, mask: 
 
 
 def positive_contrast_code(p_i: jax.Array, p_j: jax.Array, temperature: float,
-                           mask: Any = None) -> jax.Array:
+                           mask: Any = None, code_batch: int = 0) -> jax.Array:
   """The original code's Ec+D term (`NT_Xent_pos`, reference.md B1): `mean((cos / T)^2) / (2B)`.
 
   The original takes the MSE of the 2B positive logits (each pair twice) against 0, then divides by 2B
-  once more; B is the number of (valid) pairs.
+  once more. B is `code_batch` when given (the original's batch size, 500 in all its configs: the term
+  then weighs what it weighed in the paper's runs whatever this batch size is), else the number of
+  (valid) pairs of this batch, as the code.
   """
   _check_pair(p_i, p_j)
   w = _row_weights(mask, p_i.shape[0])
   n = jnp.maximum(w.sum(), 1.0)
   s = cosine_similarity(p_i, p_j) / temperature
-  return (jnp.sum(jnp.square(s) * w) / n) / (2.0 * n)
+  b = float(code_batch) if code_batch else n
+  return (jnp.sum(jnp.square(s) * w) / n) / (2.0 * b)
 
 
-def contrast(name: str, p_i: jax.Array, p_j: jax.Array, temperature: float, mask: Any = None) -> jax.Array:
-  """The contrastive term `name` (one of `CONTRASTS`)."""
+def contrast(name: str, p_i: jax.Array, p_j: jax.Array, temperature: float, mask: Any = None,
+             code_batch: int = 0) -> jax.Array:
+  """The contrastive term `name` (one of `CONTRASTS`); `code_batch` see `positive_contrast_code`."""
   if name == "ntxent":
     return ntxent(p_i, p_j, temperature, mask)
   if name == "positive":
     return positive_contrast(p_i, p_j, temperature, mask)
   if name == "positive_code":
-    return positive_contrast_code(p_i, p_j, temperature, mask)
+    return positive_contrast_code(p_i, p_j, temperature, mask, code_batch)
   raise ValueError(f"unknown contrast {name!r}; choose from {CONTRASTS}")
 
 

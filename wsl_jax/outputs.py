@@ -27,7 +27,9 @@ import fnmatch
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 
 class UnsafeOutputError(ValueError):
@@ -287,3 +289,33 @@ def user_errors_as_one_line(run: Callable[[], object], code: int = 2) -> int:
     print(f"error: {message}", file=sys.stderr, flush=True)
     return code
   return 0
+
+
+# ---- the one atomic file writer -------------------------------------------------------------------
+
+def atomic_write(path: str | os.PathLike, write: Any, binary: bool = False) -> str:
+  """Write via `write(file)` into a temporary file beside `path`, then rename it over `path` (a reader
+  never sees a half-written file). Creates the folder; the file gets the umask's permissions; a full
+  disk raises `wsl_jax.outputs.OutOfSpaceError`. Returns the path."""
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  try:
+    with disk_full_is_resumable(path, "free space and run the same command again"):
+      with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+      apply_umask(tmp)
+      os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> str:
+  """Write `text` to `path` atomically (see `atomic_write`)."""
+  return atomic_write(path, lambda f: f.write(text))

@@ -447,41 +447,14 @@ def _dense_ranks(v: np.ndarray) -> np.ndarray:
   return inverse.reshape(-1).astype(np.int64)
 
 
-def _count_inversions(a: np.ndarray) -> int:
-  """Pairs i < j with a[i] > a[j], by a vectorised bottom-up merge sort (O(n log² n))."""
-  a = np.asarray(a, np.int64)
-  n = a.size
-  span = int(a.max()) + 1 if n else 1
-  total = 0
-  width = 1
-  idx = np.arange(n)
-  while width < n:
-    block = idx // width
-    pair = block // 2
-    right = (block % 2) == 1
-    key = pair * span + a  # each block is sorted, so the left blocks' keys are globally sorted
-    left_keys = key[~right]
-    right_pair = pair[right]
-    # Left elements of the same pair that are greater than each right element.
-    upper = np.searchsorted(left_keys, right_pair * span + (span - 1), side="right")
-    below = np.searchsorted(left_keys, key[right], side="right")
-    total += int((upper - below).sum())
-    a = a[np.argsort(key, kind="stable")]
-    width *= 2
-  return total
-
-
-def _tied_pairs(ranks: np.ndarray) -> int:
-  counts = np.bincount(ranks)
-  return int((counts * (counts - 1) // 2).sum())
-
-
 def kendall_tau(x: Any, y: Any) -> float:
-  """Kendall's tau-b between two 1-D samples (ties handled as `scipy.stats.kendalltau`).
+  """Kendall's tau-b between two 1-D samples: `scipy.stats.kendalltau` on their dense ranks (so labels
+  of any sortable kind work), with the inputs checked.
 
   tau_b = (P - Q) / sqrt((n0 - n1) (n0 - n2)), with P / Q the concordant / discordant pairs, n0 all
   pairs, n1 / n2 the pairs tied in x / y. NaN when x or y is constant (tau is undefined then); NaN or inf
-  in a numeric x or y raises a ValueError.
+  in a numeric x or y raises a ValueError. (An own O(n log² n) merge-sort count gave the same values and
+  took 42-56 ms at n = 50,000 where scipy takes 11 ms: it was replaced.)
   """
   x, y = np.asarray(x), np.asarray(y)
   if x.ndim != 1 or x.shape != y.shape:
@@ -494,17 +467,10 @@ def kendall_tau(x: Any, y: Any) -> float:
   if n < 2:
     return float("nan")
   rx, ry = _dense_ranks(x), _dense_ranks(y)
-  order = np.lexsort((ry, rx))  # by x, then y: pairs tied in x are never counted as discordant
-  rx, ry = rx[order], ry[order]
-  total = n * (n - 1) // 2
-  tied_x, tied_y = _tied_pairs(rx), _tied_pairs(ry)
-  if tied_x == total or tied_y == total:
+  if rx.max() == 0 or ry.max() == 0:  # constant: undefined (scipy would warn)
     return float("nan")
-  joint = _tied_pairs(_dense_ranks(rx * (int(ry.max()) + 1) + ry))
-  discordant = _count_inversions(ry)  # strict inversions; ties in y are not inversions
-  concordant = total - tied_x - tied_y + joint - discordant
-  tau = (concordant - discordant) / np.sqrt(float((total - tied_x) * (total - tied_y)))  # exact int product
-  return float(min(1.0, max(-1.0, tau)))
+  from scipy.stats import kendalltau
+  return float(kendalltau(rx, ry).statistic)
 
 
 # ---- linear classifier ----------------------------------------------------------------------------

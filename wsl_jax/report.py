@@ -14,9 +14,12 @@ projection of features coloured by a property), `plot_scores` (bar chart of the 
 target and method).
 
 Example (one call: evaluate the zoo, write table and plots, return both):
-  >>> from wsl_jax import report                                               # doctest: +SKIP
-  >>> evaluation, table = report.report_zoo(zoo, "out/tetris_seed")
-  >>> print(report.to_markdown(table))
+  >>> import os
+  >>> from wsl_jax import report, zoo
+  >>> z = zoo.generate("tetris_seed", num_models=20, epochs=2, progress=False)
+  >>> evaluation, table = report.report_zoo(z, "out/tetris_seed")
+  >>> sorted(f for f in os.listdir("out/tetris_seed") if not f.endswith(".png"))
+  ['results.csv', 'results.json', 'results.md']
 """
 
 from __future__ import annotations

@@ -57,9 +57,9 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from wsl_jax import augment, losses
+from wsl_jax import augment, losses, outputs
 from wsl_jax.configs import AugmentConfig, ModelConfig, TrainConfig
-from wsl_jax.layout import Layout
+from wsl_jax.layout import Layout, check_weight_rows
 from wsl_jax.models import HyperRepresentation
 from wsl_jax.progress import progress_bar
 
@@ -91,7 +91,10 @@ def reduce_on_plateau(factor: float, patience: int, threshold: float,
 
   The transformation scales the updates by `scale`, and accumulates the loss passed as `value=` to
   `update`; after every `steps_per_epoch` steps it compares the epoch mean with the best so far
-  (improvement: `mean < best * (1 - threshold)`) and, after more than `patience` epochs without one,
+  (improvement: `mean < best - threshold * |best|`, PyTorch's `best * (1 - threshold)` for the positive
+  losses it was written for; for a negative best, such as eq. 3's `-cos + log T`, PyTorch's test would
+  count slightly worse epochs as improvements and never decay: reference.md B18) and, after more than
+  `patience` epochs without one,
   multiplies `scale` by `factor`. The new scale applies from the next epoch on, as with PyTorch's
   `scheduler.step()` after each epoch.
   """
@@ -108,7 +111,9 @@ def reduce_on_plateau(factor: float, patience: int, threshold: float,
     count = state.count + 1
     epoch_end = count == steps_per_epoch
     mean = loss_sum / count.astype(jnp.float32)
-    improved = mean < state.best * (1.0 - threshold)
+    # best * (1 -/+ threshold): bit for bit PyTorch's rule for a positive best, and the same relative
+    # margin for a negative one.
+    improved = mean < jnp.where(state.best >= 0, state.best * (1.0 - threshold), state.best * (1.0 + threshold))
     bad = jnp.where(improved, 0, state.bad_epochs + 1)
     reduce = bad > patience
     new = PlateauState(scale=jnp.where(reduce, state.scale * factor, state.scale),
@@ -188,29 +193,53 @@ def init_state(config: TrainConfig, layout: Layout, key: jax.Array, steps_per_ep
 # ---- views, losses, steps ---------------------------------------------------------------------------
 
 def make_views(key: jax.Array, w: jax.Array, layout: Layout, aug: AugmentConfig,
-               target: str) -> tuple[jax.Array, jax.Array]:
+               target: str, table: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Two augmented views per sample and their reconstruction targets, both `(B, 2, N)`.
 
-  Views are `augment.augment` with the two halves of `key` (as `augment.two_views`). Targets: the
-  views themselves ("augmented"), the views before noise and erasing (same keys, so the same
-  permutation; "denoised"), or `w` itself ("original").
+  Views are `augment.augment` with the two halves of `key` (as `augment.two_views`), permuted by rows of
+  `table` when given (`permutation_table(aug, layout)`). Targets: the views themselves ("augmented"),
+  the views before noise and erasing (same keys, so the same permutation; "denoised"), or `w` itself
+  ("original").
   """
   keys = jax.random.split(key)
   if target == "denoised":  # the same permutation draws as the views, without corruption
     keys, target_keys = jax.random.clone(keys), keys
-  views = _views(keys, w, layout, aug.kwargs())
+  kwargs = dict(aug.kwargs(), table=table)
+  views = _views(keys, w, layout, kwargs)
   if target == "augmented":
     return views, views
   if target == "denoised":
-    return views, _views(target_keys, w, layout, dict(aug.kwargs(), noise_std=0.0, erase_p=0.0))
+    return views, _views(target_keys, w, layout, dict(kwargs, noise_std=0.0, erase_p=0.0))
   if target == "original":
     return views, jnp.stack([w, w], axis=1)
   raise ValueError(f"unknown reconstruction target {target!r}")
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_table(aug: AugmentConfig, layout: Layout) -> np.ndarray:
+  return np.asarray(augment.unit_permutation_table(jax.random.key(aug.table_seed), layout, aug.permutations,
+                                                   complete=True))
+
+
+def permutation_table(aug: AugmentConfig, layout: Layout) -> np.ndarray | None:
+  """The fixed permutations of `aug`: int32 `(P, S)` unit permutations (`augment.unit_permutation_table`,
+  a pure function of `permutations` and `table_seed`), or None when views draw fresh permutations."""
+  return _cached_table(aug, layout) if aug.uses_table else None
+
+
 def _views(keys: jax.Array, w: jax.Array, layout: Layout, kwargs: dict[str, Any]) -> jax.Array:
+  kwargs = dict(kwargs)
+  table = kwargs.pop("table", None)
+
+  def view(k):
+    if table is None:
+      return augment.augment(k, w, layout, **kwargs)
+    # A table row for the permutation (its own key), then the rest of the pipeline unpermuted.
+    k_perm, k_rest = jax.random.split(k)
+    permuted = augment.permute_from_unit_table(k_perm, w, table, layout)
+    return augment.augment(k_rest, permuted, layout, **dict(kwargs, permute=False))
   # vmap over the two keys rather than two calls: one copy of the augmentation in the compiled step.
-  views = jax.vmap(lambda k: augment.augment(k, w, layout, **kwargs))(keys)  # (2, B, N)
+  views = jax.vmap(view)(keys)  # (2, B, N)
   return jnp.swapaxes(views, 0, 1)
 
 
@@ -234,7 +263,8 @@ def _loss_and_stats(params: Any, stats: Any, views: jax.Array, targets: jax.Arra
     z = z.reshape(b, 2, -1)
     p_i = model.project(z[:, 0], train=train, mask=mask)
     p_j = model.project(z[:, 1], train=train, mask=mask)
-    contrast = losses.contrast(config.loss.contrast, p_i, p_j, config.loss.temperature, mask)
+    contrast = losses.contrast(config.loss.contrast, p_i, p_j, config.loss.temperature, mask,
+                               config.loss.code_batch)
   else:
     contrast = jnp.zeros((), jnp.float32)
   loss = losses.combined(contrast, mse, gamma)
@@ -251,9 +281,9 @@ def _step_key(key: jax.Array, epoch: jax.Array, step: jax.Array) -> jax.Array:
 
 
 def _train_step(state: dict[str, Any], batch: jax.Array, epoch: jax.Array, step: jax.Array, key: jax.Array,
-                *, config: TrainConfig, layout: Layout, steps_per_epoch: int):
+                table: jax.Array | None = None, *, config: TrainConfig, layout: Layout, steps_per_epoch: int):
   k_views, k_dropout = jax.random.split(_step_key(key, epoch, step))
-  views, targets = make_views(k_views, batch, layout, config.augment, config.target)
+  views, targets = make_views(k_views, batch, layout, config.augment, config.target, table)
   mask = jnp.ones(batch.shape[:1], bool)
   grad_fn = jax.value_and_grad(_loss_and_stats, has_aux=True)
   params = unflatten_params(state["params"], config.model, layout)
@@ -269,8 +299,8 @@ def _train_step(state: dict[str, Any], batch: jax.Array, epoch: jax.Array, step:
 
 
 def _eval_step(params: Any, stats: Any, batch: jax.Array, mask: jax.Array, key: jax.Array,
-               *, config: TrainConfig, layout: Layout):
-  views, targets = make_views(key, batch, layout, config.eval_augment, config.target)
+               table: jax.Array | None = None, *, config: TrainConfig, layout: Layout):
+  views, targets = make_views(key, batch, layout, config.eval_augment, config.target, table)
   _, (metrics, _) = _loss_and_stats(params, stats, views, targets, mask, None, config=config,
                                     layout=layout, train=False)
   return metrics
@@ -387,7 +417,9 @@ def _compiled_eval_step(config: TrainConfig, layout: Layout, mesh: Mesh):
 def _cached_train_step(config: TrainConfig, layout: Layout, steps_per_epoch: int, mesh: Mesh):
   replicated, data = _shardings(mesh)
   fn = functools.partial(_train_step, config=config, layout=layout, steps_per_epoch=steps_per_epoch)
-  return jax.jit(fn, in_shardings=(replicated, data, replicated, replicated, replicated),
+  # A permutation table is one more (replicated) argument: (P, N) is too big to bake into the program.
+  tables = (replicated,) if config.augment.uses_table else ()
+  return jax.jit(fn, in_shardings=(replicated, data, replicated, replicated, replicated) + tables,
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
@@ -395,7 +427,9 @@ def _cached_train_step(config: TrainConfig, layout: Layout, steps_per_epoch: int
 def _cached_eval_step(config: TrainConfig, layout: Layout, mesh: Mesh):
   replicated, data = _shardings(mesh)
   fn = functools.partial(_eval_step, config=config, layout=layout)
-  return jax.jit(fn, in_shardings=(replicated, replicated, data, data, replicated), out_shardings=replicated)
+  tables = (replicated,) if config.eval_augment.uses_table else ()
+  return jax.jit(fn, in_shardings=(replicated, replicated, data, data, replicated) + tables,
+                 out_shardings=replicated)
 
 
 @functools.lru_cache(maxsize=16)
@@ -459,16 +493,7 @@ def _unpack(model_or_result: TrainResult | HyperRepresentation, config: TrainCon
 
 
 def _check_weights(w: Any, layout: Layout, name: str) -> np.ndarray:
-  w = np.asarray(w)
-  if w.ndim != 2:
-    raise ValueError(f"{name} must be (samples, params), got shape {w.shape}")
-  layout.check_vector(w, name)
-  if not np.issubdtype(w.dtype, np.floating):
-    raise ValueError(f"{name} must be floating point, got dtype {w.dtype}")
-  w = w.astype(np.float32, copy=False)
-  if not np.isfinite(w).all():
-    raise ValueError(f"{name} contains NaN or inf; drop those checkpoints first")
-  return w
+  return check_weight_rows(w, name, layout.num_params, allow_empty=True).astype(np.float32, copy=False)
 
 
 def _padded_batches(w: np.ndarray, batch_size: int, data_sharding: NamedSharding):
@@ -566,7 +591,9 @@ def _evaluate(config: TrainConfig, layout: Layout, params: Any, stats: Any, mesh
   fn = _compiled_eval_step(config, layout, mesh)
   size = _eval_batch_size(batch_size, config.eval_batch_size, mesh)
   eval_key = jax.random.fold_in(jax.random.key(seed), _EVAL_STREAM)
-  outs = [fn(params, stats, batch, mask, _put_key(jax.random.fold_in(eval_key, i), replicated))
+  table = permutation_table(config.eval_augment, layout)
+  tables = () if table is None else (_put(table, replicated),)
+  outs = [fn(params, stats, batch, mask, _put_key(jax.random.fold_in(eval_key, i), replicated), *tables)
           for i, (batch, mask, _) in enumerate(_padded_batches(w, size, data))]
   outs = _local(outs)
   count = sum(float(o["count"]) for o in outs)  # 2 x samples (both views)
@@ -702,10 +729,7 @@ def _check_resumable(meta: dict[str, Any], config: TrainConfig, layout: Layout, 
 
 
 def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+  outputs.atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 class _DamagedStep(Exception):
@@ -793,11 +817,7 @@ def _resume(manager: ocp.CheckpointManager, workdir: str, keep: int, template: A
 
 def _rewrite_log(path: str, history: list[dict[str, Any]]) -> None:
   """The metrics log holds exactly the checkpointed history (drops epochs a killed run logged later)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    for record in history:
-      f.write(json.dumps(record) + "\n")
-  os.replace(tmp, path)
+  outputs.atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in history))
 
 
 def restore(workdir: str, devices: Sequence[jax.Device] | int | None = None,
@@ -937,6 +957,8 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
       log_path = None  # process 0 writes the log
 
   step_fn = _compiled_train_step(config, layout, steps_per_epoch, mesh)
+  table = permutation_table(config.augment, layout)
+  tables = () if table is None else (_put(table, replicated),)
   start = len(history)
   bar = progress_bar(total=(config.epochs - start) * steps_per_epoch * batch, desc="ssl", unit="sample",
                      enabled=progress, unit_scale=True)
@@ -947,7 +969,7 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
       step_metrics = []
       for step in range(steps_per_epoch):
         x = _put(w_train[order[step * batch:(step + 1) * batch]], data)
-        state, m = step_fn(state, x, np.int32(epoch), np.int32(step), k_train)
+        state, m = step_fn(state, x, np.int32(epoch), np.int32(step), k_train, *tables)
         step_metrics.append(m)
         bar.update(batch)
       record = {"epoch": epoch + 1, **_mean_metrics(step_metrics)}

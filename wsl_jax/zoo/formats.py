@@ -14,10 +14,16 @@ A source with its own split (HSG dumps, SANE folders, Unterthiner with an NFN sp
 `zoo.meta["split"]` = {"train": [...], "val": [...], "test": [...]} (model indices); `source_split(zoo)`
 returns it as a `Split` (or None), for the evaluation harness to use instead of `zoo.split()`.
 
-Example:
-  >>> z = load_any("downloads/mnist_cnn_zoo")             # detected: hsg
-  >>> z = load_any("dataset_11_tetris_seed.pt")           # hsg_dump, with the dump's split
-  >>> split = source_split(z) or z.split()
+Example (a generated zoo written in the HSG layout and read back):
+  >>> from wsl_jax import zoo
+  >>> z = zoo.generate("tetris_seed", num_models=4, epochs=1, progress=False)
+  >>> _ = zoo.export_hsg(z, "hsg_zoo")
+  >>> detect_format("hsg_zoo"), load_any("hsg_zoo").weights.shape
+  ('hsg', (4, 2, 100))
+  >>> split = source_split(z) or z.split()   # a generated zoo has no split of its own
+
+With downloads: `load_any("downloads/mnist_cnn_zoo")` (detected: hsg), `load_any("dataset_11_tetris_seed.pt")`
+(hsg_dump, with the dump's split).
 """
 
 from __future__ import annotations

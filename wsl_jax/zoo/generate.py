@@ -59,7 +59,8 @@ from wsl_jax.progress import progress_bar
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo import presets as zoo_presets
 from wsl_jax.zoo.core import Zoo
-from wsl_jax.zoo.train import CONTINUOUS_HPARAMS, TrainSpec, compiled_trainer, metric_names, to_device_data
+from wsl_jax.zoo.spec import CONTINUOUS_HPARAMS, HParams, TrainSpec, metric_names, to_device_data
+from wsl_jax.zoo.train import compiled_trainer
 
 DATA_SEED = 0
 DEFAULT_CHUNK_SIZE = 512
@@ -99,11 +100,11 @@ def model_keys(seed: int, model_seeds: np.ndarray) -> jax.Array:
   return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(model_seeds, jnp.uint32))
 
 
-def trainer_inputs(bucket: Bucket, hp: dict[str, np.ndarray], models: np.ndarray) -> dict[str, np.ndarray]:
-  """The per-model arrays a compiled program takes, for `models` (zoo indices)."""
+def trainer_inputs(bucket: Bucket, hp: dict[str, np.ndarray], models: np.ndarray) -> HParams:
+  """The per-model arrays a compiled program takes, for `models` (zoo indices of the zoo's hparams)."""
   arrays = {k: np.asarray(hp[k][models], np.float32) for k in CONTINUOUS_HPARAMS}
   arrays["init_index"] = np.asarray([bucket.spec.inits.index(i) for i in hp["init"][models]], np.int32)
-  return arrays
+  return HParams.from_dict(arrays)
 
 
 def _chunks(models: np.ndarray, chunk: int) -> list[np.ndarray]:
@@ -426,12 +427,7 @@ def _load_finished_chunk(path: str, models: np.ndarray, weights: np.ndarray, met
 
 
 def _atomic_npz(path: str, **arrays: np.ndarray) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    np.savez(f, **arrays)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  outputs.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
 def _check_staging_folder(staging: str) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from wsl_jax import nets, outputs
+from wsl_jax.outputs import atomic_write, atomic_write_text  # noqa: F401  (the writer; re-exported)
 from wsl_jax.layout import Layout
 from wsl_jax.zoo.core import Zoo
 
@@ -57,34 +58,6 @@ def sha256_file(path: str, chunk: int = 1 << 24) -> str:
 def _npz_save(path: str, arrays: dict[str, np.ndarray]) -> None:
   with open(path, "wb") as f:
     np.savez(f, **arrays)
-
-
-def atomic_write(path: str | os.PathLike, write: Any, binary: bool = False) -> str:
-  """Write via `write(file)` into a temporary file beside `path`, then rename it over `path` (a reader
-  never sees a half-written file). Creates the folder; the file gets the umask's permissions; a full
-  disk raises `wsl_jax.outputs.OutOfSpaceError`. Returns the path."""
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-  try:
-    with outputs.disk_full_is_resumable(path, "free space and run the same command again"):
-      with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-      outputs.apply_umask(tmp)
-      os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-  return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> str:
-  """Write `text` to `path` atomically (see `atomic_write`)."""
-  return atomic_write(path, lambda f: f.write(text))
 
 
 def _file_record(path: str, shapes: dict[str, Any]) -> dict[str, Any]:

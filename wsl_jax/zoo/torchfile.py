@@ -39,8 +39,12 @@ objects (`copyreg._reconstructor`) are refused: torch writes protocol 2.
 `torch.load(path, weights_only=True)` reads (the pickle is written opcode by opcode: no torch needed).
 
 Example:
-  >>> sd = torchfile.load("trial/checkpoint_000010/checkpoints")   # OrderedDict name -> np.ndarray
-  >>> torchfile.save_state_dict("checkpoints", {"module_list.0.weight": w0, "module_list.0.bias": b0})
+  >>> import numpy as np
+  >>> from wsl_jax.zoo import torchfile
+  >>> _ = torchfile.save_state_dict("checkpoints", {"module_list.0.weight": np.ones((2, 3), np.float32)})
+  >>> sd = torchfile.load("checkpoints")          # OrderedDict name -> np.ndarray, no torch needed
+  >>> sd["module_list.0.weight"].shape
+  (2, 3)
 """
 
 from __future__ import annotations
