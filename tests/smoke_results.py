@@ -73,9 +73,44 @@ def stored(name: str) -> dict[str, Any] | None:
     return json.load(f)
 
 
+RECORD_ENV = "WSL_JAX_RECORD_SMOKE"
+
+
+def _path(name: str) -> str:
+  import jax
+  return os.path.join(FOLDER, f"{name}.jax-{'.'.join(jax.__version__.split('.')[:2])}.json")
+
+
+def record_values(name: str, results: Any, reason: str) -> None:
+  """Store `results` as run `name`'s values for the running JAX version (after a deliberate change of
+  behaviour; `reason` says which, and is kept in the file beside the previous reasons)."""
+  import platform
+
+  import jax
+  from experiments import common
+  from wsl_jax.outputs import atomic_write_text
+  previous = stored(name) or {}
+  rerecorded = list(previous.get("rerecorded", [])) + [
+      {"reason": reason, "python": platform.python_version(), "jax": jax.__version__}]
+  atomic_write_text(_path(name), json.dumps({
+      "recorded_with": previous.get("recorded_with"), "rerecorded": rerecorded,
+      "results": numeric_content(json.loads(json.dumps(common.to_jsonable(results))))}, indent=1))
+
+
 def check(name: str, results: Any) -> None:
   """Assert that `results` (a results.json, read back or as returned) holds run `name`'s stored values.
-  Call it last in a test: without stored values for this JAX version it skips the test."""
+  Call it last in a test: without stored values for this JAX version it skips the test.
+
+  After a deliberate change of behaviour, `WSL_JAX_RECORD_SMOKE="<why>" pytest ...` stores the new values
+  instead (only those that differ), and the reason with them; `git diff` then shows what moved."""
+  reason = os.environ.get(RECORD_ENV)
+  if reason:
+    record = stored(name)
+    from experiments import common
+    actual = numeric_content(json.loads(json.dumps(common.to_jsonable(results))))
+    if record is None or differences(actual, record["results"]):
+      record_values(name, results, reason)
+    return
   record = stored(name)
   if record is None:
     import jax
