@@ -143,18 +143,16 @@ def test_missing_local_data_gives_clear_error(tmp_path, zoo_cache, local_data, m
 
 
 def test_hyp_zoos_reads_public_zoo_formats(tmp_path, zoo_cache):
-  """`--zoo PATH`: an Unterthiner et al. folder (exported from the smoke zoo) and an HSG .pt dump (the
-  fixture, with its own split) run end to end instead of a generated zoo."""
-  from wsl_jax.zoo import unterthiner
-  zoo = pipeline.get_zoo(hyp_zoos.get_config("smoke").zoo, pipeline.Context(out="", zoo_cache=zoo_cache,
-                                                                            progress=False))
-  folder = unterthiner.export_zoo(zoo, str(tmp_path / "unterthiner_zoo"))
+  """`--zoo PATH`: an Unterthiner et al. folder (the committed fixture: the smoke zoo exported by
+  tests/data/public_zoos/make_unterthiner_fixture.py) and an HSG .pt dump (the fixture, with its own
+  split) run end to end instead of a generated zoo."""
+  folder = os.path.join(os.path.dirname(__file__), "data", "public_zoos", "unterthiner_smoke")
   out = str(tmp_path / "from_unterthiner")
   assert hyp_zoos.main(["--preset", "smoke", "--zoo", folder, "--out", out, "--quiet",
                         "--zoo-cache", zoo_cache]) == 0
   with open(os.path.join(out, "results.json")) as f:
     saved = json.load(f)
-  assert saved["zoo"]["models"] == zoo.num_models and saved["table"]["methods"] == ["W", "s(W)", "sU(W)", "EcD"]
+  assert saved["zoo"]["models"] == 8 and saved["table"]["methods"] == ["W", "s(W)", "sU(W)", "EcD"]
   _table_values(saved["table"], ["epoch", "test_acc"], saved["table"]["methods"])
   stored = {"unterthiner_export": saved}
   dump = os.path.join(os.path.dirname(__file__), "data", "public_zoos", "hsg_dump", "dataset_tiny_tetris_hyp.pt")
