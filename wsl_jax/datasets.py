@@ -153,12 +153,25 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+# Modules that register more data sets (they import this registry, never the other way round at import
+# time: they are imported on first use of the registry, which keeps the import graph acyclic).
+PROVIDERS = ("wsl_jax.image_data",)
+
+
 def register(name: str, loader: Callable[..., Dataset]) -> None:
   """Add a data set loader under `name` (used by modules that provide file-backed data sets)."""
   LOADERS[name] = loader
 
 
+@functools.lru_cache(maxsize=1)
+def _load_providers() -> None:
+  import importlib
+  for module in PROVIDERS:
+    importlib.import_module(module)
+
+
 def available() -> list[str]:
+  _load_providers()
   return sorted(LOADERS)
 
 
@@ -169,9 +182,8 @@ def _load_cached(name: str, seed: int) -> Dataset:
 
 def load(name: str, seed: int = 0) -> Dataset:
   """Train and test arrays of data set `name` (see `available()`)."""
+  _load_providers()
   if name not in LOADERS:
     raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
   return _load_cached(name, int(seed))
 
-
-from wsl_jax import image_data  # noqa: E402,F401  (registers digits_28, mnist, cifar10, ...; imported last)

@@ -11,6 +11,7 @@ from wsl_jax.zoo.generate import generate
 from wsl_jax.zoo.hsg import export_hsg
 from wsl_jax.zoo.io import ZooFormatError, load, save
 from wsl_jax.zoo.presets import PRESETS, ZooPreset, build_hparams
+from wsl_jax.zoo import cnn_presets  # noqa: E402,F401  (registers the CNN presets into PRESETS)
 from wsl_jax.zoo.torchfile import TorchFileError
 
 __all__ = ["FORMATS", "PRESETS", "Split", "TorchFileError", "Zoo", "ZooFormatError", "ZooPreset", "build_hparams",

@@ -366,7 +366,3 @@ def get(name: str) -> ZooPreset:
   if name not in PRESETS:
     raise ValueError(f"unknown zoo preset {name!r}; available: {', '.join(sorted(PRESETS))}")
   return PRESETS[name]
-
-
-# The CNN zoos (MNIST, digits, Unterthiner et al.) register themselves here.
-from wsl_jax.zoo import cnn_presets  # noqa: E402,F401  (imported last: it uses the names above)
