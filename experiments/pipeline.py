@@ -755,15 +755,31 @@ def probe_ood(r: ZooRun, zoos: Mapping[str, Any], pc: ProbeConfig) -> Any:
 
 
 def report_zoo(r: ZooRun, ctx: Context) -> None:
-  """The zoo's table (`r.table`) and report files (`r.files`: md, csv, json, plots) in `job.folder`, and
-  the encoder's training curves."""
+  """The zoo's table (`r.table`) and report files (`r.files`: md, csv, json, plots) in `job.folder`, the
+  zoo's diagnostic (`diagnostics.json` / `.txt`: what signal the zoo carries) and the encoder's training
+  curves."""
   from wsl_jax import report
   job = r.job
   if job.folder is not None and r.evaluation is not None:
     r.files = report.write_report(r.evaluation, ctx.path(job.folder), paper=job.paper, color_by="test_acc",
                                   name=job.report_name)
     r.table = report.results_table(r.evaluation, paper=job.paper, title=job.title)
+  r.files.update(write_diagnostics(r.zoo, r.split, ctx.path(job.folder or "")))
   common.plot_training_curves(r.result.history, ctx.path(job.curves), job.curves_title or f"{job.label}, EcD")
+
+
+def write_diagnostics(zoo: Any, split: Any, folder: str) -> dict[str, str]:
+  """`wsl_jax.zoo.diagnostics` of `zoo` (the PCA ceiling scored on the validation models of `split`) as
+  diagnostics.json and diagnostics.txt in `folder`; returns their paths."""
+  from wsl_jax.zoo import diagnostics
+  paths = {"diagnostics": os.path.join(folder, "diagnostics.json"),
+           "diagnostics_text": os.path.join(folder, "diagnostics.txt")}
+  d = diagnostics.diagnose(zoo, split)
+  text = diagnostics.format_diagnostics(d)
+  common.log(text)
+  common.write_json(paths["diagnostics"], d)
+  common.write_text(paths["diagnostics_text"], text + "\n")
+  return paths
 
 
 def zoo_record(zoo: Any) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def test_generating_factors_smoke(tmp_path, zoo_cache):
     _table_values(table, ["epoch", "test_acc", "ggap"], ["W", "s(W)", "EcD"])
     assert table["paper_source"] == f"table4_{base}"
     _files(os.path.join(out, base), ["training_curves.png", "predictions_EcD.png", "embedding_EcD.png",
-                                     "results.md"])
+                                     "results.md", "diagnostics.json", "diagnostics.txt"])
   # the HYP-1 zoos use two initializers: INIT is classified
   _table_values(saved["zoos"]["mnist_hyp_1_fix_seed"]["table"], ["init"], ["W", "s(W)", "EcD"])
   with open(os.path.join(out, "results.md")) as f:

@@ -11,7 +11,7 @@ import smoke_results
 from experiments import pipeline, tetris_seed
 
 EXPECTED_FILES = ("config.json", "results.json", "results.md", "results.csv", "training_curves.png",
-                  "scores.png", "predictions_EcD.png", "embedding_EcD.png")
+                  "scores.png", "predictions_EcD.png", "embedding_EcD.png", "diagnostics.json", "diagnostics.txt")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,9 @@ def test_smoke_writes_every_output(smoke_run):
   with open(os.path.join(out, "results.md")) as f:
     text = f.read()
   assert "EcD" in text and "reconstruction R²" in text
+  with open(os.path.join(out, "diagnostics.json")) as f:
+    diagnostic = json.load(f)  # the zoo's signal: accuracy / gap per checkpoint, variances, PCA ceiling
+  assert diagnostic["num_models"] == 48 and len(diagnostic["per_checkpoint"]["weight_var"]) == 7
 
 
 def test_smoke_table_has_every_target_and_method(smoke_run):
