@@ -47,6 +47,9 @@ BENCHMARKS = (
      ["--quick", "--layouts", "tetris", "--batch-sizes", "64", "--repeats", "1"], 60),
     ("ssl_throughput", "ssl_throughput.py", ["--presets", "tetris", "small", "--steps", "10", "--repeats", "3"],
      ["--presets", "small", "--steps", "1", "--repeats", "1", "--batch-size", "16"], 90),
+    ("augment_share", "augment_share.py",
+     ["--layouts", "tetris", "paper_cnn", "unterthiner_cnn", "--batch-size", "500"],
+     ["--layouts", "tetris", "--batch-size", "16", "--steps", "1", "--repeats", "1"], 90),
     ("probe_speed", "probe_speed.py", ["--sizes", "50000x100", "50000x2464", "--repeats", "3"],
      ["--sizes", "500x10", "--repeats", "1", "--skip", "sklearn Ridge loop"], 60),
 )

@@ -20,8 +20,9 @@ def test_device_check_small_runs_every_section(tmp_path):
   assert report["environment"]["platform"] == "cpu" and report["small"] is True
   sections = report["sections"]
   assert set(sections) == {"zoo_throughput", "cnn_zoo_throughput", "augment_throughput", "ssl_throughput",
-                           "probe_speed", "zoo_generation", "tetris_seed_paper_slice"}
-  for name in ("zoo_throughput", "cnn_zoo_throughput", "augment_throughput", "ssl_throughput", "probe_speed"):
+                           "augment_share", "probe_speed", "zoo_generation", "tetris_seed_paper_slice"}
+  for name in ("zoo_throughput", "cnn_zoo_throughput", "augment_throughput", "ssl_throughput", "augment_share",
+               "probe_speed"):
     assert sections[name]["rc"] == 0 and sections[name]["lines"], name
   assert any("faster per model than the loop" in line for line in sections["zoo_throughput"]["lines"])
   assert any("samples/s" in line for line in sections["ssl_throughput"]["lines"])
