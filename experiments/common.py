@@ -100,6 +100,17 @@ def zoo_cache_dir(zoo_cache: str | None) -> str:
   return outputs.resolve_output(zoo_cache, "--zoo-cache")
 
 
+def cache_folder_name(preset: str, num_models: int, epochs: int, seed: int) -> str:
+  """The cache folder of a zoo: the preset's name and a digest of its settings (a preset whose recipe
+  changed never reuses a zoo of the old recipe), size, epochs and seed."""
+  import hashlib
+
+  from wsl_jax.zoo import presets as zoo_presets
+  settings = json.dumps(zoo_presets.get(preset).to_dict(), sort_keys=True, default=str)
+  digest = hashlib.sha256(settings.encode()).hexdigest()[:8]
+  return f"{preset}-{digest}-m{num_models}-e{epochs}-s{seed}"
+
+
 def cached_zoo(preset: str, num_models: int, epochs: int, seed: int, cache: str, progress: bool = True):
   """Load the zoo from the cache, or generate it there (resumable) and load it.
 
@@ -109,7 +120,8 @@ def cached_zoo(preset: str, num_models: int, epochs: int, seed: int, cache: str,
   """
   from wsl_jax import outputs
   from wsl_jax import zoo as zoo_lib
-  folder = os.path.join(outputs.resolve_output(cache, "--zoo-cache"), f"{preset}-m{num_models}-e{epochs}-s{seed}")
+  folder = os.path.join(outputs.resolve_output(cache, "--zoo-cache"),
+                        cache_folder_name(preset, num_models, epochs, seed))
   if os.path.lexists(os.path.join(folder, "zoo.json")):
     log(f"zoo: reusing {folder}")
     try:

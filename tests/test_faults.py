@@ -389,12 +389,24 @@ def test_experiment_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
 def test_a_damaged_cached_zoo_is_named(tmp_path, reference):
   from experiments import common
   cache = tmp_path / "cache"
-  folder = zoo_lib.save(reference, str(cache / "tetris_seed-m6-e2-s0"))
+  folder = zoo_lib.save(reference, str(cache / common.cache_folder_name("tetris_seed", 6, 2, 0)))
   with open(os.path.join(folder, "weights.npy"), "r+b") as f:
     f.truncate(100)
   with pytest.raises(zoo_lib.ZooFormatError, match="cached zoo .* is damaged.*delete that folder"):
     common.cached_zoo("tetris_seed", 6, 2, 0, str(cache), progress=False)
   assert os.path.getsize(os.path.join(folder, "weights.npy")) == 100  # left as it was
+
+def test_a_changed_preset_never_reuses_the_cached_zoo_of_its_old_recipe(tmp_path, monkeypatch):
+  import dataclasses
+
+  from experiments import common
+  from wsl_jax.zoo import presets
+  before = common.cache_folder_name("tetris_seed", 6, 2, 0)
+  assert before == common.cache_folder_name("tetris_seed", 6, 2, 0)  # stable
+  changed = dataclasses.replace(presets.get("tetris_seed"), batch_size=7)
+  monkeypatch.setitem(presets.PRESETS, "tetris_seed", changed)
+  after = common.cache_folder_name("tetris_seed", 6, 2, 0)
+  assert after != before and after.startswith("tetris_seed-") and after.endswith("-m6-e2-s0")
 
 
 def test_cli_user_error_in_a_subprocess_has_no_traceback(tmp_path):
