@@ -50,9 +50,9 @@ checkpoint a sample; `python -m experiments.tetris_seed`):
   f1_class_3 58.4  56.1  64.5  68.9  67.6  74.8   (86.6)
   EcD test reconstruction R² 83.5 (paper 84.1).
 
-One seed: EcD is 2.5-7 points above s(W) on test accuracy, ggap and the F1 of classes 1 and 3, level
-on classes 0 and 2, 1.4 below on epoch, and above W and every PCA variant on every target but class 2's
-F1 (PCAr 84.3). Whether a margin exceeds the spread over seeds is issue 16's question. The encoder
+One seed: EcD is 2.5-7.2 points above s(W) on test accuracy, ggap and the F1 of classes 1 and 3, 1.6
+above on class 2, level on class 0 (-0.3) and 1.4 below on epoch, and above W and every PCA variant on
+every target but class 2's F1 (PCAr 84.3). Whether a margin exceeds the spread over seeds is issue 16's question. The encoder
 settings came from this search on the previous TETRIS-SEED zoo (an underfit recipe; the rows were
 compared on test R², which issue 16 replaces with validation; EcD probe
 scores epoch / test_acc / ggap / F1 0-3, test reconstruction R²; `--set` on the quick preset reproduces
