@@ -17,7 +17,7 @@ from wsl_jax import zoo as zoo_lib
 from wsl_jax.zoo import __main__ as zoo_cli
 
 gen = importlib.import_module("wsl_jax.zoo.generate")
-RUN_CHUNK = gen.run_chunk
+from test_faults import _count_chunks  # noqa: E402  (records the chunks each run trains)
 ZOO = dict(num_models=8, epochs=2, chunk_size=2)  # 4 chunks of 2 models
 ONE_DEVICE = dict(ZOO, progress=False, devices=jax.devices()[:1])
 
@@ -33,16 +33,6 @@ def _same_zoo(a, b):
   assert set(a.properties) == set(b.properties)
   for k in b.properties:
     np.testing.assert_array_equal(a.properties[k], b.properties[k], err_msg=k)
-
-
-def _count_chunks(monkeypatch):
-  calls = []
-
-  def run_chunk(bucket, models, *args, **kwargs):
-    calls.append(np.asarray(models).tolist())
-    return RUN_CHUNK(bucket, models, *args, **kwargs)
-  monkeypatch.setattr(gen, "run_chunk", run_chunk)
-  return calls
 
 
 def test_workers_train_disjoint_chunks_and_the_last_one_finishes(tmp_path, monkeypatch, reference):

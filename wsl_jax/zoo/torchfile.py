@@ -160,7 +160,8 @@ def _record_class(module: str, name: str) -> type:
 
 @dataclasses.dataclass
 class _Storage:
-  """One storage's elements (a flat NumPy array), or a placeholder while its dtype is being learned."""
+  """One storage's elements (a flat NumPy array); `data` is None during a legacy file's first pass, which
+  learns every storage's dtype before the bytes that follow the pickle are read."""
 
   key: str
   dtype_code: str
