@@ -5,24 +5,33 @@
 
 Studies (every cell is one self-supervised run per seed on the same zoo and split; the reference
 setting is the paper's: AttN+t, EcD, permutation + erasing):
-  augmentation  Table 3: losses ED, EcD, Ec+D x augmentations none, P, E, N, P+E, P+N, E+N, P+E+N
-                (P = permutation, E = random erasing p 0.5, N = Gaussian noise sigma 0.05; 24 cells).
-                The test views are permuted exactly when the cell trains with permutation (never
-                erased or noised); `rec_r2_plain` is the reconstruction R² of the un-augmented test
-                weights, the same task for every cell.
+  augmentation  Table 3: losses ED, EcD, Ec+D(code) x augmentations none, P, E, N, P+E, P+N, E+N,
+                P+E+N (P = permutation, E = random erasing p 0.5, N = Gaussian noise sigma 0.05; 24
+                cells). The paper's Ec+D row was run with the original code's positive-only loss
+                (reference.md §9 B1), so the study runs that loss (`Ec+D(code)`, with its 2B fixed at
+                the original's 2 x 500: `LossConfig.code_batch`). The test views are permuted exactly
+                when the cell trains with permutation (never erased or noised); `rec_r2_plain` is the
+                reconstruction R² of the un-augmented test weights, the same task for every cell, and
+                `rec_r2_pi` the same up to the hidden-unit permutation that matches each network best.
   architecture  FF, AttW, AttW+t, AttN, AttN+t (`configs.with_architecture`; FF gets 3x the learning
                 rate, as the original), EcD loss.
-  loss          Ec, ED, EcD, Ec+D (the paper's eq. 3) and, as an extra row, Ec+D(code) (what the
-                original code computes, reference.md B1) (`configs.with_loss`), AttN+t.
+  loss          Ec, ED, EcD, Ec+D (the paper's eq. 3, which the paper did not run: no paper column) and
+                Ec+D(code) (what the original code computes, reference.md B1; the paper's Ec+D numbers
+                are printed beside it) (`configs.with_loss`), AttN+t.
 
 Per cell: test reconstruction R² (`train.evaluate(result, w_test)["r2"]`; for Ec the decoder is not
-trained, its value is shown but meaningless, the paper prints "–") and downstream ridge R² (the paper's
-protocol: every probed checkpoint a sample, alpha chosen on validation) of epoch, test accuracy, ggap
-and the four per-class F1 scores on the frozen embeddings; mean ± std over the seeds S, S+1, ...
+trained, its value is shown but meaningless, the paper prints "–"), the plain and the
+permutation-invariant R² of the un-augmented test weights (`wsl_jax.evaluate.reconstruction_r2`,
+`permutation_invariant_r2`), and downstream ridge R² (the paper's protocol: every probed checkpoint a
+sample, alpha chosen on validation) of epoch, test accuracy, ggap and the four per-class F1 scores on the
+frozen embeddings; mean ± sample std over the seeds S, S+1, ... Beside them, the PCA ceiling: the test
+rows' variance that the top-k PCA of the training rows explains, k = the encoder's latent size.
 results.md prints the table in the paper's layout (Table 3: losses x augmentations; the others:
 variants x Rec., Eph, Acc, GGap, F1C0..3) with the paper's value in brackets, then says whether the
 paper's qualitative findings hold (augmentation: permutation raises the test reconstruction R²;
-architecture: AttN+t is best downstream; loss: EcD is best downstream), with the numbers.
+architecture: AttN+t is best downstream; loss: EcD is best downstream), with the numbers. A difference
+counts only where the difference of the seed means exceeds the larger std (`compare`,
+`wsl_jax.report.beats`); with one seed per cell (the smoke preset) nothing is decided.
 
 Overrides: `--set KEY=VALUE ...` changes any setting of the preset (dotted keys of `get_config`'s
 config: `seeds`, `cells`, `ssl.*` (the reference cell, of which every cell is a variant), `zoo.first_models`,
@@ -66,7 +75,9 @@ Expected result (the paper, reference.md §8): permutation raises test reconstru
 (ED 88.1 -> 95.5, EcD 49.2 -> 72.9, Ec+D 86.3 -> 95.6 without -> with P); AttN+t and AttN are best
 downstream (Eph 97, Acc 88-90), FF worst; Ec and EcD are best downstream (Acc ~90), ED and Ec+D ~69.
 
-Obtained (quick, seeds 0-2; tables in docs/results.md): augmentation: permutation raises ED's test
+Obtained (quick, seeds 0-2; tables in docs/results.md; measured before the Ec+D row of the augmentation
+study ran the code's loss, before rec_r2_pi, and with "raised" / "best" read from the means alone, std
+ddof 0): augmentation: permutation raises ED's test
 reconstruction R² in all 4 with / without pairs (55.6 -> 65.2, ...) but lowers EcD's (12.2 -> 6.0) and
 Ec+D's (23.8 -> 10.1), whose short-trained encoders hardly reconstruct at all; downstream EcD is best
 with P+E (epoch 86.6, accuracy 81.8 vs 69.9 / 64.2 without augmentation). Architecture: AttW+t is best
@@ -94,15 +105,20 @@ from experiments import common, pipeline
 NAME = "ablations"
 STUDIES = ("augmentation", "architecture", "loss")
 DOWNSTREAM = ("epoch", "test_acc", "ggap", "f1_class_0", "f1_class_1", "f1_class_2", "f1_class_3")
-METRICS = ("rec_r2", "rec_r2_plain") + DOWNSTREAM
-METRIC_LABELS = {"rec_r2": "Rec.", "rec_r2_plain": "Rec. (plain)", "epoch": "Eph", "test_acc": "Acc",
+METRICS = ("rec_r2", "rec_r2_plain", "rec_r2_pi") + DOWNSTREAM
+RECONSTRUCTION = ("rec_r2", "rec_r2_plain", "rec_r2_pi")
+METRIC_LABELS = {"rec_r2": "Rec.", "rec_r2_plain": "Rec. (plain)", "rec_r2_pi": "Rec. (perm.-inv.)",
+                 "epoch": "Eph", "test_acc": "Acc",
                  "ggap": "GGap", "f1_class_0": "F1C0", "f1_class_1": "F1C1", "f1_class_2": "F1C2",
                  "f1_class_3": "F1C3"}
 # Our metric -> the paper's column in the architecture / loss ablation tables.
 PAPER_COLUMNS = {"rec_r2": "Rec.", "epoch": "Eph", "test_acc": "Acc", "f1_class_0": "F1C0",
                  "f1_class_1": "F1C1", "f1_class_2": "F1C2", "f1_class_3": "F1C3"}
 
-AUG_LOSSES = ("ED", "EcD", "Ec+D")
+# The paper's Ec+D numbers (Table 3, the loss ablation) came from the original code's positive-only loss
+# (reference.md §9 B1), so its columns sit beside Ec+D(code); the paper's Eq. 3 (Ec+D) has no paper column.
+AUG_LOSSES = ("ED", "EcD", "Ec+D(code)")
+PAPER_ROW = {"Ec+D(code)": "Ec+D"}  # our loss -> the paper's row of that loss
 AUGMENTATIONS = ("none", "P", "E", "N", "P,E", "P,N", "E,N", "P,E,N")
 ARCHITECTURES = ("FF", "AttW", "AttW+t", "AttN", "AttN+t")
 LOSSES = ("Ec", "ED", "EcD", "Ec+D", "Ec+D(code)")
@@ -151,6 +167,9 @@ class Config(pipeline.Config):
       raise pipeline.ConfigError(f"unknown cells {unknown}; cells of {self.study}: {'; '.join(all_cells(self.study))}")
     if not isinstance(self.seeds, int) or self.seeds < 1:
       raise pipeline.ConfigError(f"seeds must be a positive integer, got {self.seeds!r}")
+    if self.encoder.seeds != 1:
+      raise pipeline.ConfigError(f"the ablations train `seeds` runs per cell (seeds={self.seeds}); set seeds, "
+                                 f"not encoder.seeds={self.encoder.seeds}")
 
 
 def get_config(preset: str = "quick", study: str = "loss") -> Config:
@@ -200,15 +219,18 @@ def cell_config(study: str, cell: str, base):
 
 
 def paper_values(study: str, cell: str) -> dict[str, float | None]:
-  """The paper's numbers (percent) for a cell, keyed by our metric names."""
+  """The paper's numbers (percent) for a cell, keyed by our metric names: the paper's Ec+D row belongs
+  to Ec+D(code), the loss its runs used (reference.md §9 B1); Ec+D (Eq. 3) was not run by the paper."""
   from wsl_jax import paper_results
   if study == "augmentation":
     loss, _, aug = cell.partition(" / ")
-    return {"rec_r2": paper_results.AUGMENTATION_ABLATION.value(loss, aug)}
+    row = PAPER_ROW.get(loss, loss)
+    return {"rec_r2": paper_results.AUGMENTATION_ABLATION.value(row, aug)}
   table = paper_results.ARCHITECTURE_ABLATION if study == "architecture" else paper_results.SSL_LOSS_ABLATION
-  if cell not in table.rows:
+  row = PAPER_ROW.get(cell, cell) if study == "loss" else cell
+  if cell == "Ec+D" or row not in table.rows:
     return {}
-  return {m: table.value(cell, col) for m, col in PAPER_COLUMNS.items()}
+  return {m: table.value(row, col) for m, col in PAPER_COLUMNS.items()}
 
 
 # ---- the runs --------------------------------------------------------------------------------------
@@ -230,6 +252,7 @@ def run_jobs(config: Config, jobs: Sequence[pipeline.Job], ctx: pipeline.Context
     samples = {s: int(len(split[s]) * zoo.num_checkpoints) for s in pipeline.SPLITS}
     common.log(zoo.summary())
     common.log(f"SSL samples: train {samples['train']}, val {samples['val']}, test {samples['test']}")
+    ceiling = pca_ceiling(zoo, split, config.ssl.model.latent_dim)
   seeds = [ctx.seed + k for k in range(config.seeds)]
   runs: dict[str, list[dict[str, Any]]] = {job.key: [] for job in jobs}
   with ctx.stage(f"{config.study} cells ({len(jobs)} x {len(seeds)} seeds)"):
@@ -249,7 +272,7 @@ def run_jobs(config: Config, jobs: Sequence[pipeline.Job], ctx: pipeline.Context
                                                         for k, v in record["metrics"].items() if v is not None)
                    + f" ({record['seconds']:.0f} s)")
     bar.close()
-  return {"runs": runs, "seeds": seeds, "samples": samples,
+  return {"runs": runs, "seeds": seeds, "samples": samples, "pca_ceiling": ceiling,
           "zoo": {"models": zoo.num_models, "checkpoints": zoo.num_checkpoints, "diverged": int(zoo.diverged.sum())}}
 
 
@@ -260,7 +283,9 @@ def run_cell(config: Config, cfg, zoo: Any, split: Any, seed: int) -> dict[str, 
   t0 = time.perf_counter()
   result, recon = pipeline.fit_encoder(zoo, split, cfg, config.encoder, workdir=None, seed=seed, progress=False)
   w_test = zoo.samples(split.test)[0]
-  metrics = {"rec_r2": recon["test"], "rec_r2_plain": reconstruction_r2(w_test, train.reconstruct(result, w_test))}
+  rec = train.reconstruct(result, w_test)
+  metrics = {"rec_r2": recon["test"], "rec_r2_plain": reconstruction_r2(w_test, rec),
+             "rec_r2_pi": permutation_invariant_r2(w_test, rec, zoo.layout)}
   ev = pipeline.probe(zoo, split, result, config.probes, name="TETRIS-SEED", keep_embeddings=False)
   for r in ev.results:
     metrics[r.target] = r.r2
@@ -270,11 +295,29 @@ def run_cell(config: Config, cfg, zoo: Any, split: Any, seed: int) -> dict[str, 
 
 def reconstruction_r2(w: np.ndarray, rec: np.ndarray) -> float:
   """R² = 1 - SSE / SST of reconstructions of un-augmented weights, SST the summed per-position variance
-  (the definition of `train.evaluate`, `losses.r2_from_sums`)."""
-  w = np.asarray(w, np.float64)
-  sse = float(((np.asarray(rec, np.float64) - w) ** 2).sum())
-  sst = float(((w - w.mean(axis=0)) ** 2).sum())
-  return 1.0 - sse / sst
+  (`wsl_jax.evaluate.reconstruction_r2`: the definition of `train.evaluate`, `losses.r2_from_sums`)."""
+  from wsl_jax import evaluate
+  return evaluate.reconstruction_r2(w, rec)
+
+
+def permutation_invariant_r2(w: np.ndarray, rec: np.ndarray, layout: Any) -> float:
+  """The same R² with each reconstruction aligned to its input by the best hidden-unit permutation
+  (`wsl_jax.evaluate.permutation_invariant_r2`), on at most `pipeline.RECON_MAX_ROWS` rows (a fixed random
+  subset; every row in the smoke and quick presets)."""
+  from wsl_jax import evaluate
+  if w.shape[0] > pipeline.RECON_MAX_ROWS:
+    keep = np.sort(np.random.default_rng(0).choice(w.shape[0], pipeline.RECON_MAX_ROWS, replace=False))
+    w, rec = w[keep], rec[keep]
+  return evaluate.permutation_invariant_r2(w, rec, layout)
+
+
+def pca_ceiling(zoo: Any, split: Any, latent: int) -> dict[str, Any]:
+  """The held-out variance of the test rows that the top-`latent` PCA of the training rows explains
+  (`wsl_jax.zoo.diagnostics.pca_heldout_explained`; the same rows as the cells' reconstruction R²)."""
+  from wsl_jax.zoo import diagnostics
+  found = diagnostics.pca_heldout_explained(zoo, split.train, split.test, ks=(latent,))
+  (k, value), = found.items() if found else ((latent, None),)
+  return {"k": int(k), "latent_dim": latent, "r2": value}
 
 
 # ---- aggregation and findings ----------------------------------------------------------------------
@@ -291,22 +334,57 @@ def downstream_mean(stats: dict[str, dict[str, Any]]) -> float | None:
   return float(np.mean(vals)) if vals else None
 
 
+def _seeds(stat: Mapping[str, Any] | None) -> list[float]:
+  """A metric's finite per-seed values."""
+  return [v for v in (stat or {}).get("values", []) if v is not None and math.isfinite(v)]
+
+
+def downstream_per_seed(stats: dict[str, dict[str, Any]]) -> list[float]:
+  """Per seed, the mean over the downstream targets of that seed's R² (seeds missing a target left out)."""
+  per_target = [stats.get(m, {}).get("values", []) for m in DOWNSTREAM]
+  n = min((len(v) for v in per_target), default=0)
+  out = []
+  for i in range(n):
+    vals = [v[i] for v in per_target]
+    if all(x is not None and math.isfinite(x) for x in vals):
+      out.append(float(np.mean(vals)))
+  return out
+
+
+def compare(a: Sequence[float], b: Sequence[float]) -> str:
+  """"above" / "below" when the difference of means exceeds the larger std (`wsl_jax.report.beats`),
+  "level" otherwise, "undecided" with fewer than two seeds on a side (no spread measured)."""
+  from wsl_jax import report
+  if len(a) < 2 or len(b) < 2:
+    return "undecided"
+  return "above" if report.beats(a, b) else "below" if report.beats(b, a) else "level"
+
+
 def findings(study: str, cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-  """Whether the paper's qualitative finding for `study` holds in `cells`, with the numbers."""
+  """Whether the paper's qualitative finding for `study` holds in `cells`, with the numbers. A difference
+  counts only beyond the spread over seeds (`compare`); with one seed per cell nothing is decided."""
   if study == "augmentation":
     pairs = []
     for loss in AUG_LOSSES:
       for without, with_p in (("none", "P"), ("E", "P,E"), ("N", "P,N"), ("E,N", "P,E,N")):
         a, b = cells.get(f"{loss} / {without}"), cells.get(f"{loss} / {with_p}")
         if a and b and a["rec_r2"]["mean"] is not None and b["rec_r2"]["mean"] is not None:
+          verdict = compare(_seeds(b["rec_r2"]), _seeds(a["rec_r2"]))
           pairs.append({"loss": loss, "without": without, "with": with_p, "rec_without": a["rec_r2"]["mean"],
-                        "rec_with": b["rec_r2"]["mean"], "raised": b["rec_r2"]["mean"] > a["rec_r2"]["mean"]})
+                        "rec_with": b["rec_r2"]["mean"], "std_without": a["rec_r2"]["std"],
+                        "std_with": b["rec_r2"]["std"], "verdict": verdict, "raised": verdict == "above"})
     raised = sum(p["raised"] for p in pairs)
-    holds = None if not pairs else (raised == len(pairs) or ("partly" if raised > len(pairs) / 2 else False))
+    decided = [p for p in pairs if p["verdict"] != "undecided"]
+    if not decided:
+      holds = None
+    else:
+      holds = raised == len(pairs) or ("partly" if raised > len(pairs) / 2 else False)
     return {"claim": "permutation raises the test reconstruction R²", "pairs": pairs,
-            "raised": raised, "compared": len(pairs), "holds": holds,
-            "paper": "raised in 12 of 12 pairs"}
+            "raised": raised, "lowered": sum(p["verdict"] == "below" for p in pairs),
+            "level": sum(p["verdict"] == "level" for p in pairs), "compared": len(pairs), "decided": len(decided),
+            "holds": holds, "paper": "raised in 12 of 12 pairs"}
   scores = {c: downstream_mean(s) for c, s in cells.items()}
+  per_seed = {c: downstream_per_seed(s) for c, s in cells.items()}
   ranked = sorted((c for c in scores if scores[c] is not None), key=lambda c: -scores[c])
   ref = REFERENCE[study]
   best_per_target = {}
@@ -314,17 +392,27 @@ def findings(study: str, cells: dict[str, dict[str, dict[str, Any]]]) -> dict[st
     have = [(c, s[m]["mean"]) for c, s in cells.items() if s.get(m, {}).get("mean") is not None]
     if have:
       best_per_target[m] = max(have, key=lambda x: x[1])[0]
-  return {"claim": f"{ref} is best downstream", "downstream_mean": scores, "ranking": ranked,
-          "best": ranked[0] if ranked else None, "holds": (ranked[0] == ref) if ranked and ref in scores else None,
-          "best_per_target": best_per_target,
+  against = {c: compare(per_seed[ref], per_seed[c]) for c in ranked if c != ref} if ref in ranked else {}
+  if ref not in ranked or not against or "undecided" in against.values():
+    holds = None
+  elif all(v == "above" for v in against.values()):
+    holds = True
+  elif "below" in against.values():
+    holds = False
+  else:
+    holds = "level"  # not beaten, but not above every other cell beyond the spread
+  return {"claim": f"{ref} is best downstream", "downstream_mean": scores, "downstream_per_seed": per_seed,
+          "ranking": ranked, "best": ranked[0] if ranked else None, "reference": ref,
+          "reference_against": against, "holds": holds, "best_per_target": best_per_target,
           "paper": ("AttN / AttN+t best (Eph 97, Acc 88-90), FF worst" if study == "architecture"
-                    else "EcD best by a hair over Ec (mean of Eph, Acc, F1: 81.6 vs 81.2), ED and Ec+D far behind")}
+                    else "EcD best by a hair over Ec (mean of Eph, Acc, F1: 81.6 vs 81.2), ED and Ec+D (the "
+                         "original code's loss) far behind")}
 
 
 # ---- tables ----------------------------------------------------------------------------------------
 
 def to_markdown(config: Config, cells: dict[str, dict[str, dict[str, Any]]], found: dict[str, Any],
-                n_seeds: int) -> str:
+                n_seeds: int, ceiling: Mapping[str, Any] | None = None) -> str:
   """The study's table in the paper's layout (ours mean ± std, the paper's value in brackets) and the findings."""
   study = config.study
   lines = [f"**Ablation: {study}, TETRIS-SEED, preset {config.preset}** "
@@ -341,8 +429,13 @@ def to_markdown(config: Config, cells: dict[str, dict[str, dict[str, Any]]], fou
     for loss in AUG_LOSSES:
       row = [fmt_pct(cells.get(f"{loss} / {a}", {}).get("rec_r2_plain")) for a in AUGMENTATIONS]
       lines.append(f"| {loss} | " + " | ".join(row) + " |")
+    lines += ["", "The same, up to the hidden-unit permutation that matches each test network best:", "",
+              "| loss | " + " | ".join(AUGMENTATIONS) + " |", "|---|" + "---:|" * len(AUGMENTATIONS)]
+    for loss in AUG_LOSSES:
+      row = [fmt_pct(cells.get(f"{loss} / {a}", {}).get("rec_r2_pi")) for a in AUGMENTATIONS]
+      lines.append(f"| {loss} | " + " | ".join(row) + " |")
     lines += ["", "Downstream ridge R² per cell:", ""]
-  cols = [m for m in METRICS if study != "augmentation" or m not in ("rec_r2", "rec_r2_plain")]
+  cols = [m for m in METRICS if study != "augmentation" or m not in RECONSTRUCTION]
   lines += ["| " + ("cell" if study == "augmentation" else study) + " | " + " | ".join(METRIC_LABELS[m] for m in cols)
             + " |", "|---|" + "---:|" * len(cols)]
   for cell in all_cells(study):
@@ -354,8 +447,15 @@ def to_markdown(config: Config, cells: dict[str, dict[str, dict[str, Any]]], fou
   missing = [c for c in all_cells(study) if c not in cells]
   if missing:
     lines += ["", f"Not run in this preset: {', '.join(missing)}."]
+  if ceiling is not None and ceiling.get("r2") is not None:
+    lines += ["", f"PCA ceiling: the top-{ceiling['k']} PCA of the training rows (k = the latent size "
+              f"{ceiling['latent_dim']}) explains {100 * ceiling['r2']:.1f}% of the test rows' variance (the rows of "
+              "Rec. (plain) and Rec. (perm.-inv.); `wsl_jax.zoo.diagnostics.pca_heldout_explained`)."]
   if study == "loss" and "Ec" in cells:
     lines += ["", "Ec trains no decoder (gamma 1): its reconstruction R² is meaningless (the paper prints –)."]
+  if study in ("loss", "augmentation"):
+    lines += ["", "The paper's Ec+D numbers are beside Ec+D(code): its runs used the original code's positive-only "
+              "loss (reference.md §9 B1). Ec+D (the paper's Eq. 3) has no published number."]
   lines += ["", "**Does the paper's finding hold?** " + describe_findings(study, found)]
   return "\n".join(lines) + "\n"
 
@@ -364,19 +464,29 @@ def describe_findings(study: str, found: dict[str, Any]) -> str:
   if study == "augmentation":
     if not found["compared"]:
       return "not testable: no cell pair with and without permutation was run."
-    verdict = {True: "Yes", False: "No", "partly": "Partly"}[found["holds"]]
     pairs = "; ".join(f"{p['loss']} {p['without']} -> {p['with']}: {100 * p['rec_without']:.1f} -> "
-                      f"{100 * p['rec_with']:.1f}" for p in found["pairs"])
-    return (f"{verdict}: {found['claim']} in {found['raised']} of {found['compared']} pairs "
-            f"(paper: {found['paper']}). {pairs}.")
+                      f"{100 * p['rec_with']:.1f} ({p['verdict']})" for p in found["pairs"])
+    if found["holds"] is None:
+      return (f"Undecided: one seed per cell measures no spread, so no pair counts as raised ({found['claim']}; "
+              f"paper: {found['paper']}). {pairs}.")
+    verdict = {True: "Yes", False: "No", "partly": "Partly"}[found["holds"]]
+    return (f"{verdict}: {found['claim']} beyond the spread over seeds in {found['raised']} of "
+            f"{found['compared']} pairs (lowered in {found['lowered']}, level in {found['level']}; paper: "
+            f"{found['paper']}). {pairs}.")
   scores = found["downstream_mean"]
-  if found["holds"] is None:
+  ref = found.get("reference", REFERENCE[study])
+  if ref not in found["ranking"]:
     return f"not testable: the reference cell was not run or gave no scores ({found['claim']})."
-  verdict = "Yes" if found["holds"] else "No"
+  if not found["reference_against"]:
+    return f"not testable: no cell beside the reference {ref} was run ({found['claim']})."
   ranking = ", ".join(f"{c} {100 * scores[c]:.1f}" for c in found["ranking"])
   per_target = ", ".join(f"{METRIC_LABELS[m]}: {c}" for m, c in found["best_per_target"].items())
+  against = ", ".join(f"{v} {c}" for c, v in found["reference_against"].items())
+  verdict = {None: "Undecided (one seed per cell measures no spread)", True: "Yes", False: "No",
+             "level": "Not shown (level with some cell within the spread)"}[found["holds"]]
   return (f"{verdict}: {found['claim']}? Mean downstream R² over {', '.join(METRIC_LABELS[m] for m in DOWNSTREAM)}: "
-          f"{ranking}. Best per target: {per_target}. Paper: {found['paper']}.")
+          f"{ranking}. {ref} against the others (beyond the larger std over seeds): {against}. "
+          f"Best mean per target: {per_target}. Paper: {found['paper']}.")
 
 
 def tables(config: Config, done: dict[str, Any], ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
@@ -384,7 +494,7 @@ def tables(config: Config, done: dict[str, Any], ctx: pipeline.Context) -> tuple
   runs, seeds = done["runs"], done["seeds"]
   cells = aggregate(runs)
   found = findings(config.study, cells)
-  markdown = to_markdown(config, cells, found, len(seeds))
+  markdown = to_markdown(config, cells, found, len(seeds), done.get("pca_ceiling"))
   paper = {c: paper_values(config.study, c) for c in config.cells}
   plot_cells(cells, METRICS, ctx.path("cells.png"), title=f"TETRIS-SEED {config.study} ablation ({config.preset})",
              paper=paper)
@@ -396,7 +506,7 @@ def tables(config: Config, done: dict[str, Any], ctx: pipeline.Context) -> tuple
              "findings": found,
              "runs": [{"cell": c, "seed": r["seed"], "metrics": r["metrics"], "seconds": r["seconds"],
                        "skipped": r.get("skipped", {})} for c, rs in runs.items() for r in rs],
-             "zoo": {**done["zoo"], "samples": done["samples"]}}
+             "zoo": {**done["zoo"], "samples": done["samples"]}, "pca_ceiling": done.get("pca_ceiling")}
   return results, markdown
 
 
@@ -415,18 +525,22 @@ def _load_run(path: str, cfg, seed: int) -> dict[str, Any] | None:
   except (OSError, ValueError):
     return None
   same = record.get("seed") == seed and record.get("config") == json.loads(json.dumps(cfg.to_dict()))
-  return record if same else None
+  complete = set(METRICS) <= set(record.get("metrics", {}))  # a record of an older version lacks some
+  return record if same and complete else None
 
 
 # ---- plots and formatting --------------------------------------------------------------------------
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:
-  """{"mean", "std" (ddof 0; 0 for one value), "values"} of finite numbers (None if there are none)."""
+  """{"mean", "std" (sample std, ddof 1, as `wsl_jax.report.mean_std`; 0 for one value), "values"} of the
+  finite numbers (None if there are none). Whether a cell beats another: `wsl_jax.report.beats` on the
+  per-seed values."""
   import numpy as np
   vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
   if not vals:
     return {"mean": None, "std": None, "values": [None if v is None else float(v) for v in values]}
-  return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": [float(v) for v in values]}
+  return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+          "values": [float(v) for v in values]}
 
 
 def fmt_pct(stat: Mapping[str, Any] | None, paper: float | None = None, std: bool = True) -> str:

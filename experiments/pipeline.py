@@ -8,7 +8,8 @@ results.json and results.md). The stages are small functions over the config:
   zoo      `get_zoo`: from the zoo cache or generated into it (`zoo.*`), or read from `zoo.path`;
            `split_zoo`: by model (seed `zoo.split_seed`; diverged models are left out)
   encoder  `fit_encoder`: the EcD hyper-representation on the training models (`ssl`, `encoder.*`) and
-           its reconstruction R²
+           its reconstruction R²; with `encoder.seeds` = n, n encoders (seeds S, S+1, ..., same zoo and
+           split), every EcD probe and reconstruction number reported as mean ± std over them
   probes   `probe`: the paper's protocol on one zoo, or `probe_ood`: fitted on one zoo, scored on every
            zoo of the run (`probes.*`)
   report   `report_zoo`: the zoo's table, its plots and the encoder's training curves
@@ -143,6 +144,12 @@ class EncoderConfig(_Replace):
       encoder trains on; TETRIS) or "all" (the train, val and test models at every checkpoint; CNN).
     monitor_test: evaluate the test samples during training too (in the history); the ablations, with
       dozens of runs, do not.
+    seeds: encoders trained per zoo, with seeds S, S+1, ... (S = --seed; the zoo and its split stay
+      those of S). The EcD column of each table and every reconstruction R² are the mean over them
+      (`ZooRun.recon`, `report.results_table_over`), with per-seed values and the sample std in
+      results.json (`seed_record`) and "mean ± std" in the tables; `report.beats` compares with the
+      spread. The first seed's encoder is `ZooRun.result` (plots, history); the others train in
+      `<workdir>.seed<S+i>`. 1: exactly the single-encoder run.
   """
 
   checkpoint_stride: int = 1
@@ -151,9 +158,11 @@ class EncoderConfig(_Replace):
   drop_nonfinite: bool = False
   reconstruction: str = "test"
   monitor_test: bool = True
+  seeds: int = 1
 
   def __post_init__(self):
     _positive("encoder.checkpoint_stride", self.checkpoint_stride)
+    _positive("encoder.seeds", self.seeds)
     _choice("encoder.reconstruction", self.reconstruction, RECONSTRUCTION)
 
 
@@ -514,7 +523,14 @@ class Context:
 
 @dataclasses.dataclass
 class ZooRun:
-  """What the stages produced for one job."""
+  """What the stages produced for one job.
+
+  With `encoder.seeds` = n: `results`, `recons`, `evaluations` hold one entry per encoder seed
+  (`seeds`); `result` and `evaluation` are the first seed's (every column; the others' evaluations
+  probe EcD only), `recon` the mean over the seeds per split (`recon_std` the sample std, None for
+  one seed), `table` the mean ± std table (`report.results_table_over`), `recon_context` the
+  reconstruction beside its PCA ceiling and its permutation-invariant score (`reconstruction_context`).
+  """
 
   job: Job
   zoo: Any
@@ -525,6 +541,15 @@ class ZooRun:
   evaluation: Any = None
   table: Any = None
   files: dict[str, str] = dataclasses.field(default_factory=dict)
+  seeds: list[int] = dataclasses.field(default_factory=list)
+  results: list[Any] = dataclasses.field(default_factory=list)
+  recons: list[dict[str, float]] = dataclasses.field(default_factory=list)
+  evaluations: list[Any] = dataclasses.field(default_factory=list)
+  recon_context: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def recon_std(self) -> dict[str, float | None]:
+    return {s: v["std"] for s, v in recon_summary(self).items()}
 
 
 def experiment_module(config: Config) -> Any:
@@ -562,6 +587,15 @@ def run(config: Config, out: str, *, seed: int = 0, zoo_cache: str | None = None
   runs = getattr(exp, "run_jobs", run_jobs)(config, jobs, ctx, loaded)
   with ctx.stage("tables"):
     results, markdown = exp.tables(config, runs, ctx)
+  zoo_runs = {k: r for k, r in runs.items() if isinstance(r, ZooRun)} if isinstance(runs, Mapping) else {}
+  if config.encoder.seeds > 1 and zoo_runs:
+    results["encoder_seeds"] = {k: seed_record(r) for k, r in zoo_runs.items()}
+  contexts = {k: r.recon_context for k, r in zoo_runs.items() if r.recon_context}
+  if contexts:
+    results["reconstruction_context"] = contexts
+    markdown = markdown.rstrip("\n") + "\n\n" + reconstruction_markdown(
+        {r.job.label if len(zoo_runs) == 1 else f"{r.job.label} ({k})": r.recon_context
+         for k, r in zoo_runs.items() if r.recon_context}) + "\n"
   results["timings_s"] = ctx.timings
   common.write_json(ctx.path("results.json"), results)
   common.write_text(ctx.path("results.md"), markdown)
@@ -595,9 +629,53 @@ def run_jobs(config: Config, jobs: Sequence[Job], ctx: Context, loaded: Any = No
   if config.probes.protocol == "ood":
     with ctx.stage("out-of-distribution probes"):
       zoos = {k: r.zoo for k, r in runs.items()}
+      further = _seeded_probes(config.probes)
       for r in runs.values():
-        r.evaluation = probe_ood(r, zoos, config.probes)
+        r.evaluations = [probe_ood(r, zoos, config.probes)]
+        if further is not None:
+          r.evaluations += [probe_ood(r, zoos, further, result=res) for res in r.results[1:]]
+        r.evaluation = r.evaluations[0]
   return runs
+
+
+def _seeded_probes(pc: ProbeConfig) -> ProbeConfig | None:
+  """The probes of a further encoder seed: the EcD column only (None: the run has no EcD column)."""
+  return pc.replace(columns=("EcD",)) if "EcD" in pc.columns else None
+
+
+def encoder_seeds(seed: int, ec: EncoderConfig) -> list[int]:
+  """The encoder seeds of a run with --seed `seed`: seed, seed + 1, ..., `ec.seeds` of them."""
+  return [seed + i for i in range(ec.seeds)]
+
+
+def seed_workdir(workdir: str | None, index: int, seed: int) -> str | None:
+  """The checkpoint folder of the `index`-th encoder seed: `workdir` for the first, then `<workdir>.seed<seed>`."""
+  if workdir is None or index == 0:
+    return workdir
+  return f"{workdir}.seed{seed}"
+
+
+def recon_summary(r: ZooRun) -> dict[str, dict[str, Any]]:
+  """split -> `report.mean_std` of the reconstruction R² over the encoder seeds."""
+  from wsl_jax import report
+  recons = r.recons or [r.recon]
+  return {s: report.mean_std([rec.get(s) for rec in recons]) for s in recons[0]}
+
+
+def recon_text(r: ZooRun, split: str = "test") -> str:
+  """"83.5%" (one seed) or "83.5 ± 1.2%" (mean ± sample std over the encoder seeds)."""
+  st = recon_summary(r)[split]
+  if st["mean"] is None:
+    return "n/a"
+  return f"{100 * st['mean']:.1f}" + (f" ± {100 * st['std']:.1f}" if st["std"] is not None else "") + "%"
+
+
+def seed_record(r: ZooRun) -> dict[str, Any]:
+  """What results.json keeps of a run's encoder seeds: the seeds, the reconstruction R² per split (mean,
+  std, per-seed values) and each seed's training length. (The per-seed probe scores are in the
+  table's JSON: `per_seed`, `std`.)"""
+  return {"seeds": list(r.seeds), "reconstruction_r2": recon_summary(r),
+          "ssl_epochs": [len(res.history) for res in r.results]}
 
 
 def run_zoo(config: Config, job: Job, ctx: Context, loaded: Any = None, prefix: str = "") -> ZooRun:
@@ -610,15 +688,28 @@ def run_zoo(config: Config, job: Job, ctx: Context, loaded: Any = None, prefix: 
     common.log(zoo.summary())
     if zoo.diverged.any():
       common.log(f"diverged models excluded: {int(zoo.diverged.sum())} of {zoo.num_models}")
-  r = ZooRun(job=job, zoo=zoo, split=split)
+  r = ZooRun(job=job, zoo=zoo, split=split, seeds=encoder_seeds(ctx.seed, config.encoder))
   with ctx.stage(prefix + "hyper-representation (EcD)"):
-    r.result, r.recon = fit_encoder(zoo, split, job.ssl, config.encoder,
-                                    workdir=None if job.workdir is None else ctx.path(job.workdir),
-                                    seed=ctx.seed, progress=ctx.progress)
+    for i, s in enumerate(r.seeds):
+      workdir = seed_workdir(job.workdir, i, s)
+      result, recon = fit_encoder(zoo, split, job.ssl, config.encoder,
+                                  workdir=None if workdir is None else ctx.path(workdir), seed=s,
+                                  progress=ctx.progress)
+      r.results.append(result)
+      r.recons.append(recon)
+    r.result = r.results[0]
+    r.recon = {k: v["mean"] for k, v in recon_summary(r).items()} if len(r.seeds) > 1 else r.recons[0]
+  with ctx.stage(prefix + "reconstruction scores"):
+    r.recon_context = reconstruction_context(zoo, split, r.results, config.encoder)
   if config.probes.protocol == "paper":
     with ctx.stage(prefix + "probes"):
       r.probe_zoo = probe_zoo(zoo, config.probes)
-      r.evaluation = probe(r.probe_zoo, split, r.result, config.probes, name=job.label, progress=ctx.progress)
+      r.evaluations = [probe(r.probe_zoo, split, r.result, config.probes, name=job.label, progress=ctx.progress)]
+      further = _seeded_probes(config.probes)
+      if further is not None:
+        r.evaluations += [probe(r.probe_zoo, split, res, further, name=job.label, keep_embeddings=False)
+                          for res in r.results[1:]]
+      r.evaluation = r.evaluations[0]
   with ctx.stage(prefix + "report"):
     report_zoo(r, ctx)
   return r
@@ -688,6 +779,71 @@ def fit_encoder(zoo: Any, split: Any, ssl: Any, ec: EncoderConfig, *, workdir: s
   return result, recon
 
 
+# The permutation-invariant score aligns every sample by linear assignments (CPU, per sample): a fixed
+# random subset of at most this many test samples keeps it to seconds (paper CNN: ~10 s per 3000 rows
+# on 2 loaded cores).
+RECON_MAX_ROWS = 2000
+
+
+def reconstruction_context(zoo: Any, split: Any, results: Sequence[Any], ec: EncoderConfig) -> dict[str, Any]:
+  """What a reconstruction R² means here, on the test models (at the encoder's checkpoints for
+  `ec.reconstruction` "test", at every checkpoint for "all"; rows with non-finite weights left out):
+
+    pca_ceiling: the held-out variance explained by the top-k PCA of the training models' rows at the
+      same checkpoints, k = the encoder's latent size (`wsl_jax.zoo.diagnostics.pca_heldout_explained`;
+      k is capped by the parameter and training row counts: `k` says which was used). A linear code of
+      the same size reconstructs that much.
+    plain: R² of the reconstructions of the un-augmented test weights (`evaluate.reconstruction_r2`).
+    permutation_invariant: the same, each reconstruction aligned to its input by the hidden-unit
+      permutation that matches best (`evaluate.permutation_invariant_r2`): what the encoder keeps of
+      the network, whatever order of units it returns.
+
+  plain and permutation_invariant: `report.mean_std` over the encoder seeds of `results`, on a fixed
+  random subset of at most RECON_MAX_ROWS test rows (`rows`). (The R² reported beside, `ZooRun.recon`,
+  is the one of training's evaluation: permuted views, as `train.evaluate`.)
+  """
+  from wsl_jax import evaluate, report, train
+  from wsl_jax.zoo import diagnostics
+  ck = encoder_checkpoints(zoo.num_checkpoints, ec) if ec.reconstruction == "test" else None
+  test = _samples(zoo, split.test, ck, drop_nonfinite=True)
+  if test.shape[0] < 2:
+    return {}
+  if test.shape[0] > RECON_MAX_ROWS:
+    test = test[np.sort(np.random.default_rng(0).choice(test.shape[0], RECON_MAX_ROWS, replace=False))]
+  latent = results[0].config.model.latent_dim
+  rows = zoo if ck is None else zoo.subset(checkpoints=ck)  # (TETRIS: small zoos)
+  ceiling = diagnostics.pca_heldout_explained(rows, split.train, split.test, ks=(latent,))
+  plain, invariant = [], []
+  for result in results:
+    rec = train.reconstruct(result, test)
+    ok = np.isfinite(rec).all(axis=1)
+    plain.append(evaluate.reconstruction_r2(test[ok], rec[ok]) if ok.sum() > 1 else None)
+    invariant.append(evaluate.permutation_invariant_r2(test[ok], rec[ok], zoo.layout) if ok.sum() > 1 else None)
+  (k, value), = ceiling.items() if ceiling else ((latent, None),)
+  return {"split": "test", "checkpoints": "encoder" if ck is not None else "all", "rows": int(test.shape[0]),
+          "latent_dim": latent, "pca_ceiling": {"k": int(k), "r2": value},
+          "plain": report.mean_std(plain), "permutation_invariant": report.mean_std(invariant)}
+
+
+def reconstruction_markdown(contexts: Mapping[str, Mapping[str, Any]]) -> str:
+  """One line per zoo: the un-augmented reconstruction R², its permutation-invariant score and the PCA
+  ceiling at the latent size (`reconstruction_context`)."""
+  def pct(st):
+    if st is None or st.get("mean") is None:
+      return "n/a"
+    return f"{100 * st['mean']:.1f}" + (f" ± {100 * st['std']:.1f}" if st.get("std") is not None else "") + "%"
+  lines = ["EcD reconstruction of the un-augmented test weights, beside the PCA ceiling of the same rows:"]
+  for label, c in contexts.items():
+    pca = c["pca_ceiling"]
+    ceiling = "n/a" if pca["r2"] is None else f"{100 * pca['r2']:.1f}%"
+    note = f" (k capped at {pca['k']})" if pca["k"] != c["latent_dim"] else ""
+    where = "the encoder's checkpoints" if c["checkpoints"] == "encoder" else "every checkpoint"
+    lines.append(f"- {label}: R² {pct(c['plain'])}, up to the best hidden-unit permutation "
+                 f"{pct(c['permutation_invariant'])}; PCA ceiling at k = latent size {c['latent_dim']}{note}: "
+                 f"{ceiling} ({c['rows']} test rows at {where}).")
+  return "\n".join(lines)
+
+
 def extractors(layout: Any, result: Any, pc: ProbeConfig) -> dict[str, Any]:
   """The feature columns of `pc.columns`, in order (EcD: `result`'s embedding)."""
   from wsl_jax import baselines, train
@@ -748,11 +904,12 @@ def probe(zoo: Any, split: Any, result: Any, pc: ProbeConfig, *, name: str, prog
                                targets=targets, name=name, keep_embeddings=keep_embeddings, progress=progress)
 
 
-def probe_ood(r: ZooRun, zoos: Mapping[str, Any], pc: ProbeConfig) -> Any:
-  """Features and probes fitted on `r`'s zoo, scored on the test models of every zoo of `zoos`."""
+def probe_ood(r: ZooRun, zoos: Mapping[str, Any], pc: ProbeConfig, result: Any = None) -> Any:
+  """Features and probes fitted on `r`'s zoo, scored on the test models of every zoo of `zoos` (EcD:
+  `result`'s embedding, default `r.result`)."""
   from wsl_jax import evaluate
-  return evaluate.evaluate_ood(r.zoo, zoos, extractors(r.zoo.layout, r.result, pc), targets=pc.targets,
-                               split=r.split, name=r.job.key)
+  return evaluate.evaluate_ood(r.zoo, zoos, extractors(r.zoo.layout, r.result if result is None else result, pc),
+                               targets=pc.targets, split=r.split, name=r.job.key)
 
 
 def report_zoo(r: ZooRun, ctx: Context) -> None:
@@ -762,9 +919,11 @@ def report_zoo(r: ZooRun, ctx: Context) -> None:
   from wsl_jax import report
   job = r.job
   if job.folder is not None and r.evaluation is not None:
+    evaluations = r.evaluations or [r.evaluation]
+    written = report.results_table_over(evaluations, seeded=("EcD",), paper=job.paper)
     r.files = report.write_report(r.evaluation, ctx.path(job.folder), paper=job.paper, color_by="test_acc",
-                                  name=job.report_name)
-    r.table = report.results_table(r.evaluation, paper=job.paper, title=job.title)
+                                  name=job.report_name, table=written)
+    r.table = report.results_table_over(evaluations, seeded=("EcD",), paper=job.paper, title=job.title)
   r.files.update(write_diagnostics(r.zoo, r.split, ctx.path(job.folder or "")))
   common.plot_training_curves(r.result.history, ctx.path(job.curves), job.curves_title or f"{job.label}, EcD")
 

@@ -154,3 +154,77 @@ def test_generated_tetris_seed_zoo_s_w_beats_w(tetris_zoo):
   assert s_w.r2 > w.r2 and s_w.r2 > 0.7
   assert ev.result("epoch", "s(W)").r2 > 0.8
   assert s_w.counts["test"] == 76 * len(tetris_zoo.split().test)
+
+
+# ---- reconstruction scores ----------------------------------------------------------------------------
+
+from wsl_jax.layout import Layout  # noqa: E402
+
+RECON_LAYOUTS = {"tetris": nets.TETRIS_MLP.layout(), "mlp2": Layout.mlp([6, 4, 3, 2]),
+                 "cnn": nets.PAPER_CNN.layout()}
+
+
+def _permuted(layout, x, seed):
+  """Every row of `x` with its own random function-preserving permutation of the hidden units."""
+  rng = np.random.default_rng(seed)
+  return np.stack([row[layout.permutation_index([rng.permutation(u) for u in layout.permutable_sizes])]
+                   for row in x])
+
+
+@pytest.mark.parametrize("name", sorted(RECON_LAYOUTS))
+def test_permutation_invariant_reconstruction_score(name):
+  layout = RECON_LAYOUTS[name]
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(12, layout.num_params))
+  # The weights themselves, and a permuted copy of them: R² 1 up to the permutation.
+  assert evaluate.permutation_invariant_r2(w, w, layout) == evaluate.reconstruction_r2(w, w) == 1.0
+  shuffled = _permuted(layout, w, 1)
+  assert evaluate.reconstruction_r2(w, shuffled) < 0.5
+  assert evaluate.permutation_invariant_r2(w, shuffled, layout) == pytest.approx(1.0, abs=1e-12)
+  # A reconstruction in the weights' unit order (small errors) scores its plain R².
+  close = w + 0.05 * rng.normal(size=w.shape)
+  assert evaluate.permutation_invariant_r2(w, close, layout) == evaluate.reconstruction_r2(w, close)
+  # Permuting the reconstruction's hidden units does not change the score.
+  noisy = w + 0.5 * rng.normal(size=w.shape)
+  score = evaluate.permutation_invariant_r2(w, noisy, layout)
+  assert evaluate.permutation_invariant_r2(w, _permuted(layout, noisy, 2), layout) == pytest.approx(score, rel=1e-9)
+  # Never below the plain score, and above it for an unrelated reconstruction.
+  for r in (noisy, rng.normal(size=w.shape), _permuted(layout, noisy, 3)):
+    assert evaluate.permutation_invariant_r2(w, r, layout) >= evaluate.reconstruction_r2(w, r) - 1e-12
+  other = rng.normal(size=w.shape)
+  assert evaluate.permutation_invariant_r2(w, other, layout) > evaluate.reconstruction_r2(w, other)
+
+
+def test_aligned_reconstruction_is_the_same_network():
+  layout = RECON_LAYOUTS["mlp2"]
+  rng = np.random.default_rng(4)
+  w, r = rng.normal(size=(5, layout.num_params)), rng.normal(size=(5, layout.num_params))
+  aligned = evaluate.align_hidden_units(w, r, layout)
+  x = rng.normal(size=(7, 6))
+
+  def forward(v):
+    h = x
+    for i, p in enumerate(layout.unflatten(v)):
+      h = h @ p["w"].T + p["b"]
+      h = np.maximum(h, 0) if i < layout.num_layers - 1 else h
+    return h
+  for a, b in zip(aligned, r):
+    np.testing.assert_allclose(forward(a), forward(b), atol=1e-12)
+    np.testing.assert_array_equal(np.sort(a), np.sort(b))
+
+
+def test_reconstruction_scores_reject_bad_input():
+  layout = RECON_LAYOUTS["tetris"]
+  w = np.ones((4, layout.num_params))
+  with pytest.raises(ValueError, match="do not vary"):
+    evaluate.reconstruction_r2(w, w)
+  with pytest.raises(ValueError, match="same"):
+    evaluate.reconstruction_r2(w, w[:, :5])
+  with pytest.raises(ValueError, match="at least 2 samples"):
+    evaluate.reconstruction_r2(w[:1], w[:1])
+  bad = np.random.default_rng(0).normal(size=w.shape)
+  bad[1, 2] = np.nan
+  with pytest.raises(ValueError, match="finite"):
+    evaluate.permutation_invariant_r2(bad, bad, layout)
+  with pytest.raises(ValueError, match="expected"):
+    evaluate.permutation_invariant_r2(w[:, :10], w[:, :10], layout)

@@ -1,5 +1,6 @@
 """Result tables (markdown, CSV, JSON round trips, atomic writes), plots, and the paper's numbers."""
 
+import dataclasses
 import json
 import os
 
@@ -151,3 +152,67 @@ def test_paper_tables_are_consistent():
   assert paper_results.for_zoo("unknown") is None
   with pytest.raises(KeyError):
     paper_results.get("table99")
+
+
+# ---- several seeds: mean ± std, beats ----------------------------------------------------------------
+
+def _seed_evaluation(ecd_scores, zoo="tetris_seed", with_baselines=True):
+  """One seed's evaluation: W and s(W) (only with `with_baselines`) and EcD with the given scores."""
+  results = []
+  for i, t in enumerate(("epoch", "test_acc")):
+    if with_baselines:
+      results += [_result(t, "W", 0.5, seed=i), _result(t, "s(W)", 0.8, seed=i)]
+    results.append(_result(t, "EcD", ecd_scores[i], seed=i))
+  return evaluate.Evaluation(
+      zoo=zoo, protocol="paper", results=tuple(results), methods=(("W", "s(W)") if with_baselines else ()) + ("EcD",),
+      targets=(), skipped={}, excluded_diverged={}, dropped_nonfinite={}, models={"train": 70, "val": 15, "test": 15},
+      embeddings={}, colors={})
+
+
+def test_table_over_seeds_reports_mean_and_std(tmp_path):
+  evs = [_seed_evaluation((0.90, 0.80)), _seed_evaluation((0.92, 0.86), with_baselines=False),
+         _seed_evaluation((0.94, 0.83), with_baselines=False)]
+  table = report.results_table_over(evs, seeded=("EcD",))
+  assert table.value("epoch", "EcD") == pytest.approx(0.92)
+  assert table.std("epoch", "EcD") == pytest.approx(0.02)  # sample std (ddof 1)
+  assert table.value("epoch", "W") == 0.5 and table.std("epoch", "W") is None
+  assert table.scores("test_acc", "EcD") == (0.80, 0.86, 0.83) and table.scores("test_acc", "s(W)") == 0.8
+  assert table.multi_seed
+  md = report.to_markdown(table)
+  assert "| epoch | R² % | 50.0 | 55.4 | 80.0 | 96.4 | **92.0 ± 2.0** | 97.0 |" in md
+  assert "EcD: mean ± std (sample std) over 3 seeds of the encoder" in md
+  paths = report.write_table(table, tmp_path / "results", evs[0])
+  assert report.read_json(paths["json"]) == table  # per-seed values round-trip
+  with open(paths["json"]) as f:
+    on_disk = json.load(f)
+  assert on_disk["per_seed"]["epoch"]["EcD"] == [0.90, 0.92, 0.94]
+  assert on_disk["std"]["epoch"]["EcD"] == pytest.approx(0.02)
+  assert "EcD (std)" in open(paths["csv"]).read().splitlines()[0]
+  back = report.read_csv(paths["csv"])
+  assert back.methods == table.methods and back.values == table.values
+  # One seed: the same table as results_table, and nothing about seeds in the files.
+  one = report.results_table_over(evs[:1], seeded=("EcD",))
+  plain = report.results_table(evs[0])
+  assert report.to_json_dict(one) == report.to_json_dict(plain) and report.to_markdown(one) == report.to_markdown(plain)
+  assert report.to_csv(one) == report.to_csv(plain) and not one.multi_seed
+  with pytest.raises(ValueError, match="evaluation 1 has no EcD score"):
+    report.results_table_over([evs[0], dataclasses.replace(evs[1], results=evs[1].results[:1])],
+                              seeded=("EcD",))
+  with pytest.raises(ValueError, match="at least one evaluation"):
+    report.results_table_over([])
+
+
+def test_beats_needs_the_difference_beyond_the_spread():
+  assert report.beats([0.80, 0.82, 0.84], 0.79)            # 0.03 above, std 0.02
+  assert not report.beats([0.80, 0.82, 0.84], 0.805)       # 0.015 above, std 0.02
+  assert not report.beats(0.79, [0.80, 0.82, 0.84])
+  assert report.beats(0.9, 0.8) and not report.beats(0.8, 0.8)  # deterministic scores: no spread
+  assert not report.beats([0.99], 0.1) and not report.beats(0.1, [0.0])  # one seed: no spread measured
+  assert not report.beats(None, 0.1) and not report.beats(float("nan"), 0.1)
+  # The larger of the two spreads counts.
+  assert report.beats([0.90, 0.91, 0.92], [0.84, 0.85, 0.86])      # 0.06 above, stds 0.01 and 0.01
+  assert not report.beats([0.90, 0.91, 0.92], [0.78, 0.85, 0.92])  # 0.06 above, stds 0.01 and 0.07
+  st = report.mean_std([0.1, None, 0.3])
+  assert st["mean"] == pytest.approx(0.2) and st["std"] == pytest.approx(np.std([0.1, 0.3], ddof=1))
+  assert st["values"] == [0.1, None, 0.3]
+  assert report.mean_std([0.5])["std"] is None and report.mean_std([None])["mean"] is None

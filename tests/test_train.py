@@ -97,6 +97,75 @@ def test_adam_with_coupled_l2():
   assert float(train.learning_rate(config, state)) == pytest.approx(0.01)
 
 
+def _schedule_reference(step, epochs, steps_per_epoch, warmup_epochs, schedule):
+  """The documented schedule factor of step `step` (0-based), in float64."""
+  warm = warmup_epochs * steps_per_epoch
+  factor = min(1.0, (step + 1) / warm) if warm else 1.0
+  if schedule == "cosine":
+    t = min(max((step - warm) / max(epochs * steps_per_epoch - warm - 1, 1), 0.0), 1.0)
+    factor *= configs.COSINE_FLOOR + (1 - configs.COSINE_FLOOR) * 0.5 * (1 + np.cos(np.pi * t))
+  return factor
+
+
+@pytest.mark.parametrize("schedule,warmup", [("cosine", 2), ("cosine", 0), ("constant", 3), ("plateau", 2)])
+def test_warmup_and_cosine_schedule_values(schedule, warmup):
+  config = TINY.replace(epochs=10, lr=0.5, schedule=schedule, warmup_epochs=warmup)
+  spe = 4
+  tx = train.make_optimizer(config, steps_per_epoch=spe)
+  sched = train.step_schedule(config, spe)
+  update = jax.jit(sched.update)
+  state, opt_state = sched.init(None), tx.init(jnp.zeros(3))
+  factors, lrs = [], []
+  for step in range(config.epochs * spe):
+    lrs.append(float(train.learning_rate(config, opt_state)))
+    updates, state = update(jnp.ones(()), state)
+    factors.append(float(updates))
+    _, opt_state = tx.update(jnp.ones(3), opt_state, jnp.zeros(3), value=jnp.float32(1.0))  # loss constant
+  ref = [_schedule_reference(s, 10, spe, warmup, schedule) for s in range(10 * spe)]
+  np.testing.assert_allclose(factors, ref, rtol=1e-5, atol=1e-7)  # float32
+  if schedule != "plateau":  # the plateau scale of a constant loss drops after `patience` epochs
+    np.testing.assert_allclose(lrs, 0.5 * np.asarray(ref), rtol=1e-5, atol=1e-7)
+  warm = warmup * spe
+  if warm:  # linear from lr / warm_steps to lr
+    assert factors[0] == pytest.approx(1 / warm) and factors[warm - 1] == pytest.approx(1.0)
+    np.testing.assert_allclose(np.diff(factors[:warm]), 1 / warm, rtol=1e-5)
+  if schedule == "cosine":  # from 1 after the warmup down to the floor at the last step, monotonically
+    assert factors[warm] == pytest.approx(1.0) and factors[-1] == pytest.approx(configs.COSINE_FLOOR)
+    mid = warm + (10 * spe - warm - 1) / 2
+    if mid == int(mid):
+      assert factors[int(mid)] == pytest.approx((1 + configs.COSINE_FLOOR) / 2)
+    assert (np.diff(factors[warm:]) < 0).all()
+  else:
+    assert factors[warm:] == [1.0] * (10 * spe - warm)
+
+
+def test_default_plateau_optimizer_state_is_unchanged():
+  # Without warmup the plateau run keeps the optimizer state (and checkpoints) it always had.
+  state = train.make_optimizer(TINY, steps_per_epoch=6).init(jnp.zeros(3))
+  assert len(state) == 4 and isinstance(state[-1], train.PlateauState)
+  assert not any(isinstance(s, train.StepScheduleState) for s in state)
+  assert configs.preset("tetris").schedule == "plateau" and configs.preset("tetris").warmup_epochs == 0
+  state = train.make_optimizer(TINY.replace(schedule="constant"), steps_per_epoch=6).init(jnp.zeros(3))
+  assert len(state) == 3
+
+
+def test_schedule_settings_are_validated():
+  with pytest.raises(ValueError, match="schedule must be one of"):
+    TINY.replace(schedule="linear")
+  with pytest.raises(ValueError, match="warmup_epochs must be a non-negative integer"):
+    TINY.replace(warmup_epochs=-1)
+  with pytest.raises(ValueError, match="warmup_epochs must be a non-negative integer"):
+    TINY.replace(warmup_epochs=1.5)
+  with pytest.raises(ValueError, match="warmup_epochs=3 must be smaller than epochs=3"):
+    TINY.replace(warmup_epochs=3)
+  cfg = TINY.replace(schedule="cosine", warmup_epochs=1)
+  assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+  # Runs that differ only in their length share compiled steps, unless the cosine spans the length.
+  long_warmup = TINY.replace(epochs=3000, warmup_epochs=1500)
+  assert train._step_config(long_warmup) == train._step_config(long_warmup.replace(epochs=4000))
+  assert train._step_config(cfg) != train._step_config(cfg.replace(epochs=4))
+
+
 # ---- views and targets ------------------------------------------------------------------------------
 
 def test_views_and_reconstruction_targets():
@@ -190,6 +259,50 @@ def test_resume_after_interruption_gives_identical_parameters(tmp_path, monkeypa
   with pytest.raises(ValueError, match="different training weights"):
     train.fit(TINY.replace(epochs=5), W_VAL, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=3, devices=1,
               progress=False)
+
+
+def test_cosine_warmup_run_resumes_bit_identically(tmp_path, monkeypatch):
+  config = TINY.replace(schedule="cosine", warmup_epochs=1)
+  uninterrupted = train.fit(config, W_TRAIN, W_VAL, layout=LAYOUT, workdir=str(tmp_path / "a"), seed=2,
+                            devices=1, progress=False)
+  # The logged learning rate (of the epoch's last update's successor) follows the schedule.
+  spe = NUM_TRAIN // TINY.batch_size
+  lrs = [h["lr"] for h in uninterrupted.history]
+  ref = [TINY.lr * _schedule_reference(e * spe, 3, spe, 1, "cosine") for e in (1, 2, 3)]
+  np.testing.assert_allclose(lrs, ref, rtol=1e-6)
+  real = train._compiled_train_step
+
+  class Killed(Exception):
+    pass
+
+  def dying(*args):
+    step_fn, calls = real(*args), [0]
+
+    def run(*a):
+      calls[0] += 1
+      if calls[0] == 10:  # step 4 of epoch 2, after the epoch-1 checkpoint (mid-cosine)
+        raise Killed
+      return step_fn(*a)
+    return run
+
+  monkeypatch.setattr(train, "_compiled_train_step", dying)
+  with pytest.raises(Killed):
+    train.fit(config, W_TRAIN, W_VAL, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=2, devices=1,
+              progress=False)
+  monkeypatch.setattr(train, "_compiled_train_step", real)
+  resumed = train.fit(config, W_TRAIN, W_VAL, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=2, devices=1,
+                      progress=False)
+  np.testing.assert_array_equal(_params(resumed), _params(uninterrupted))
+  assert _strip_times(resumed.history) == _strip_times(uninterrupted.history)
+  count = [s for s in resumed.state["opt_state"] if isinstance(s, train.StepScheduleState)][0].count
+  assert int(count) == 3 * spe
+  # A cosine run's length is part of its schedule: it cannot be extended (a plateau run can, above).
+  with pytest.raises(ValueError, match="cosine schedule over 3 epochs"):
+    train.fit(config.replace(epochs=5), W_TRAIN, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=2, devices=1,
+              progress=False)
+  with pytest.raises(ValueError, match="different config"):
+    train.fit(config.replace(warmup_epochs=2), W_TRAIN, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=2,
+              devices=1, progress=False)
 
 
 def test_two_devices_give_the_same_loss_as_one():

@@ -35,6 +35,10 @@ ARCHS = ("attention", "ff")
 NORMS = ("layernorm", "original")
 HEAD_BN_EVAL = ("running", "batch")
 TARGETS = ("augmented", "denoised", "original")
+# Learning-rate schedules of `TrainConfig.schedule` (implemented in `wsl_jax.train.make_optimizer`).
+SCHEDULES = ("plateau", "cosine", "constant")
+# "cosine" decays the learning rate to this fraction of `lr` at the run's last step.
+COSINE_FLOOR = 0.01
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -211,6 +215,13 @@ class TrainConfig:
     epochs: training epochs.
     lr: Adam learning rate.
     weight_decay: coupled L2 (added to the gradient before Adam, as PyTorch's Adam).
+    schedule: the learning-rate schedule: "plateau" (the original's reduce-on-plateau, below; the
+      default and every paper preset's), "cosine" (half a cosine from `lr` at the end of the warmup down
+      to `lr * COSINE_FLOOR` (1 %) at the run's last step, per step; the run length `epochs` is then part
+      of the schedule, so a finished cosine run cannot be extended) or "constant".
+    warmup_epochs: linear warmup over this many epochs, per step: step s (0-based) of the warmup uses
+      `lr * (s + 1) / (warmup_epochs * steps_per_epoch)`, multiplying whatever the schedule gives (with
+      "plateau" the plateau rule runs from the first epoch on). 0: none. Must be below `epochs`.
     plateau_factor, plateau_patience, plateau_threshold: reduce-on-plateau of the epoch-mean training
       loss, as PyTorch's ReduceLROnPlateau(mode="min", threshold_mode="rel", cooldown=0).
     eval_every: evaluate on val/test every this many epochs (and after the last epoch).
@@ -228,6 +239,8 @@ class TrainConfig:
   epochs: int = 1000
   lr: float = 1e-4
   weight_decay: float = 1e-9
+  schedule: str = "plateau"
+  warmup_epochs: int = 0
   plateau_factor: float = 0.3
   plateau_patience: int = 10
   plateau_threshold: float = 1e-4
@@ -249,6 +262,12 @@ class TrainConfig:
       raise ValueError(f"lr must be positive, got {self.lr!r}")
     if self.weight_decay < 0:
       raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+    _check_choice("schedule", self.schedule, SCHEDULES)
+    if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+      raise ValueError(f"warmup_epochs must be a non-negative integer, got {self.warmup_epochs!r}")
+    if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+      raise ValueError(f"warmup_epochs={self.warmup_epochs} must be smaller than epochs={self.epochs} (the "
+                       f"run would end before reaching the full learning rate)")
     if not 0.0 < self.plateau_factor < 1.0:
       raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
     if not 0.0 <= self.plateau_threshold < 1.0:

@@ -545,3 +545,151 @@ def evaluate_ood(train_zoo: Zoo, eval_zoos: Mapping[str, Zoo], extractors: Any =
   return Evaluation(zoo=name or _zoo_name(train_zoo), protocol=f"ood-{protocol}", results=tuple(results),
                     methods=tuple(named), targets=tlist, skipped=skipped, excluded_diverged=excluded,
                     dropped_nonfinite=nonfinite, models={s: int(np.asarray(split[s]).size) for s in SPLITS})
+
+
+# ---- reconstruction scores ----------------------------------------------------------------------------
+
+def reconstruction_r2(weights: Any, reconstructions: Any) -> float:
+  """R² = 1 - SSE / SST of reconstructions `(S, N)` of weights `(S, N)`, SST the summed per-position
+  variance over the samples (the definition of `train.evaluate` and `losses.r2_from_sums`)."""
+  w, r = _recon_pair(weights, reconstructions)
+  sst = float(((w - w.mean(axis=0)) ** 2).sum())
+  if not sst > 0:
+    raise ValueError("the weights do not vary over the samples: R² is undefined")
+  return 1.0 - float(((r - w) ** 2).sum()) / sst
+
+
+def _recon_pair(weights: Any, reconstructions: Any) -> tuple[np.ndarray, np.ndarray]:
+  w = np.asarray(weights, np.float64)
+  r = np.asarray(reconstructions, np.float64)
+  if w.ndim != 2 or w.shape != r.shape:
+    raise ValueError(f"weights {w.shape} and reconstructions {r.shape} must be the same (samples, parameters)")
+  if w.shape[0] < 2:
+    raise ValueError(f"need at least 2 samples for a reconstruction R², got {w.shape[0]}")
+  if not (np.isfinite(w).all() and np.isfinite(r).all()):
+    raise ValueError("weights and reconstructions must be finite (drop the non-finite rows first)")
+  return w, r
+
+
+def _unit_blocks(layout: Any, x: np.ndarray, l: int, perms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """Hidden layer l's units in `x` (S, N) permuted by `perms` (one (S, U_k) array per hidden layer, `new
+  unit i = old unit perms[k][:, i]`): (incoming: S, U, fan_in + bias; outgoing: S, U, the next layer's
+  weights that read the unit)."""
+  params = layout.unflatten(x)
+  s = x.shape[0]
+  layer, nxt = layout.layers[l], layout.layers[l + 1]
+  w = params[l]["w"].reshape(s, layer.out_units, -1)
+  if l > 0:  # the layer's input axis moves with the previous hidden layer
+    prev = layout.layers[l - 1].out_units
+    w = w.reshape(s, layer.out_units, prev, -1)
+    w = np.take_along_axis(w, perms[l - 1][:, None, :, None], axis=2).reshape(s, layer.out_units, -1)
+  incoming = np.concatenate([w, params[l]["b"][:, :, None]], axis=2) if layer.bias else w
+  incoming = np.take_along_axis(incoming, perms[l][:, :, None], axis=1)
+  # The next layer's weights (S, out', U, block): its input axis grouped by the unit it reads.
+  v = params[l + 1]["w"].reshape(s, nxt.out_units, layer.out_units, -1)
+  if l + 1 < len(perms):
+    v = np.take_along_axis(v, perms[l + 1][:, :, None, None], axis=1)
+  outgoing = np.transpose(v, (0, 2, 1, 3)).reshape(s, layer.out_units, -1)
+  outgoing = np.take_along_axis(outgoing, perms[l][:, :, None], axis=1)
+  return incoming, outgoing
+
+
+def _assign(cost: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, bool]:
+  """The best assignment of one sample's cost matrix, or `current` unless strictly better (so ties keep
+  the order and coordinate descent terminates)."""
+  from scipy.optimize import linear_sum_assignment
+  rows, cols = linear_sum_assignment(cost)
+  keep = cost[rows, current].sum()
+  if cost[rows, cols].sum() < keep - 1e-12 * max(1.0, abs(keep)):
+    return cols, True
+  return current, False
+
+
+def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """(S, U, U) squared distances between the units of a (S, U, F) and b (S, U, F)."""
+  return ((a ** 2).sum(-1)[:, :, None] + (b ** 2).sum(-1)[:, None, :] - 2.0 * np.einsum("sif,sjf->sij", a, b))
+
+
+def _descend(layout: Any, targets: list[np.ndarray], r: np.ndarray, perms: list[np.ndarray],
+             max_sweeps: int) -> list[np.ndarray]:
+  """Coordinate descent on the squared error over the hidden layers' permutations (see
+  `align_hidden_units`); `perms` is updated in place and returned."""
+  sizes = layout.permutable_sizes
+  for _ in range(max_sweeps):
+    changed = False
+    for l, size in enumerate(sizes):
+      if size < 2:
+        continue
+      current = perms[l]
+      perms[l] = np.tile(np.arange(size), (r.shape[0], 1))  # the reconstruction's units in their own order
+      cost = _sq_dist(targets[l], np.concatenate(_unit_blocks(layout, r, l, perms), axis=2))
+      perms[l] = current
+      for i in range(r.shape[0]):
+        current[i], moved = _assign(cost[i], current[i].copy())
+        changed |= moved
+    if not changed:
+      break
+  return perms
+
+
+def _incoming_start(layout: Any, w: np.ndarray, r: np.ndarray) -> list[np.ndarray]:
+  """Layer by layer, the assignment of the incoming weights alone (given the layers before): a start
+  that depends on the reconstruction's units, not on their order."""
+  sizes = layout.permutable_sizes
+  s = r.shape[0]
+  perms = [np.tile(np.arange(u), (s, 1)) for u in sizes]
+  ident = [p.copy() for p in perms]
+  for l, size in enumerate(sizes):
+    target = _unit_blocks(layout, w, l, ident)[0]
+    cost = _sq_dist(target, _unit_blocks(layout, r, l, perms)[0])
+    for i in range(s):
+      perms[l][i] = _assign(cost[i], np.arange(size))[0]
+  return perms
+
+
+def _apply_perms(layout: Any, r: np.ndarray, perms: list[np.ndarray]) -> np.ndarray:
+  out = np.empty_like(r)
+  for i in range(r.shape[0]):
+    out[i] = r[i, layout.permutation_index([p[i] for p in perms])]
+  return out
+
+
+def align_hidden_units(weights: Any, reconstructions: Any, layout: Any, max_sweeps: int = 20) -> np.ndarray:
+  """The reconstructions with their hidden units permuted to match the weights best (least squares).
+
+  Per sample, by coordinate descent over the hidden layers: the squared error is, as a function of one
+  layer's permutation with the others fixed, a sum over its units of the squared distance between a
+  weight unit (its incoming weights and bias, and the next layer's weights that read it) and the
+  reconstruction unit put in its place, so `scipy.optimize.linear_sum_assignment` on those distances
+  finds that layer's best permutation exactly. Two starts, each descended until no layer changes (at
+  most `max_sweeps` sweeps), the better kept per sample: the identity (so the error never exceeds the
+  unpermuted one) and the layer-by-layer assignment of the incoming weights alone (which does not
+  depend on the order of the reconstruction's units, so a permuted reconstruction aligns the same).
+  With one hidden layer the result is the global optimum; with more, a local one (exact whenever the
+  reconstruction is a permutation of the weights up to small errors). The permutation moves rows, bias
+  and the next layer's input axis together (`Layout.permutation_index`): the aligned reconstruction is
+  the same network as the reconstruction.
+  """
+  w, r = _recon_pair(weights, reconstructions)
+  layout.check_vector(w, "weights")
+  sizes = layout.permutable_sizes
+  if not sizes:
+    return r.copy()
+  ident = [np.tile(np.arange(u), (w.shape[0], 1)) for u in sizes]
+  targets = [np.concatenate(_unit_blocks(layout, w, l, ident), axis=2) for l in range(len(sizes))]
+  best = None
+  for start in (ident, _incoming_start(layout, w, r)):
+    aligned = _apply_perms(layout, r, _descend(layout, targets, r, [p.copy() for p in start], max_sweeps))
+    if best is None:
+      best = aligned
+    else:
+      better = ((aligned - w) ** 2).sum(axis=1) < ((best - w) ** 2).sum(axis=1)
+      best[better] = aligned[better]
+  return best
+
+
+def permutation_invariant_r2(weights: Any, reconstructions: Any, layout: Any) -> float:
+  """Reconstruction R² up to the hidden-unit permutation that matches each sample best
+  (`align_hidden_units`): at least `reconstruction_r2`, equal for a reconstruction that already has the
+  weights' unit order, and unchanged by any function-preserving permutation of the reconstruction."""
+  return reconstruction_r2(weights, align_hidden_units(weights, reconstructions, layout))

@@ -2,7 +2,9 @@
 
 A `ResultTable` has one row per target and one column per method (feature extractor), optionally
 with the paper's published number next to each of our columns ("<method> (paper)"; paper-only methods
-such as EcD are appended). Values are fractions in CSV and JSON (R² 0.964, accuracy 0.87, tau 0.41);
+such as EcD are appended). A method trained with several seeds (the hyper-representation, `seeded`
+in `results_table_over`) keeps its per-seed scores; its value is their mean, printed "mean ± std"
+(sample std, ddof 1), and `beats` says whether one score is above another by more than the larger std. Values are fractions in CSV and JSON (R² 0.964, accuracy 0.87, tau 0.41);
 the markdown shows R² and accuracy in percent, as the paper prints them, and Kendall's tau as is.
 
 Every file is written atomically (a temporary file in the same folder, then `os.replace`), so a reader
@@ -41,6 +43,7 @@ from wsl_jax.zoo.io import atomic_write, atomic_write_text
 
 TABLE_FORMAT_VERSION = 1
 PAPER_SUFFIX = " (paper)"
+STD_SUFFIX = " (std)"
 METRICS = ("r2", "accuracy", "kendall_tau")
 _METRIC_LABEL = {"r2": "R² %", "accuracy": "accuracy %", "kendall_tau": "Kendall τ"}
 
@@ -58,6 +61,8 @@ class ResultTable:
     paper: row -> method -> the published score (may name methods we did not run).
     paper_source: the paper table's key, if any.
     notes: lines printed under the table (dropped samples, skipped targets, diverged models).
+    per_seed: row -> method -> its score per seed, for the methods trained with several seeds (their
+      `values` are the means). Written to JSON (with the std) only when some method has two or more.
   """
 
   title: str
@@ -68,8 +73,11 @@ class ResultTable:
   paper: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
   paper_source: str | None = None
   notes: tuple[str, ...] = ()
+  per_seed: dict[str, dict[str, tuple[float | None, ...]]] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
+    object.__setattr__(self, "per_seed", {r: {m: tuple(v) for m, v in ms.items()}
+                                          for r, ms in self.per_seed.items()})
     object.__setattr__(self, "rows", tuple(self.rows))
     object.__setattr__(self, "methods", tuple(self.methods))
     object.__setattr__(self, "notes", tuple(self.notes))
@@ -85,6 +93,20 @@ class ResultTable:
 
   def paper_value(self, row: str, method: str) -> float | None:
     return self.paper.get(row, {}).get(method)
+
+  def std(self, row: str, method: str) -> float | None:
+    """The sample std over seeds of a seeded method's score (None: a deterministic method or one seed)."""
+    return mean_std(self.per_seed.get(row, {}).get(method, ()))["std"]
+
+  def scores(self, row: str, method: str) -> float | tuple[float | None, ...] | None:
+    """What `beats` compares: a seeded method's per-seed scores, else the (deterministic) value."""
+    seeds = self.per_seed.get(row, {}).get(method)
+    return seeds if seeds is not None else self.value(row, method)
+
+  @property
+  def multi_seed(self) -> bool:
+    """Whether some method has scores of two or more seeds."""
+    return any(len(v) > 1 for ms in self.per_seed.values() for v in ms.values())
 
   @property
   def paper_only_methods(self) -> tuple[str, ...]:
@@ -146,6 +168,67 @@ def results_table(evaluation: Any, paper: str | paper_results.PaperTable | None 
                      notes=tuple(evaluation_notes(evaluation)))
 
 
+def results_table_over(evaluations: Sequence[Any], seeded: Sequence[str] = (),
+                       paper: str | paper_results.PaperTable | None = "auto", title: str | None = None) -> ResultTable:
+  """One table of the evaluations of several seeds of the same zoo and split.
+
+  The methods in `seeded` (e.g. "EcD": the hyper-representation trained with seeds s, s+1, ...) must be
+  in every evaluation; their value is the mean of their scores and `per_seed` keeps each. Every other
+  method is taken from `evaluations[0]` (its features do not depend on the seed), as are the notes. One
+  evaluation gives `results_table`'s table (plus `per_seed` of one value, not written to JSON).
+  """
+  if not evaluations:
+    raise ValueError("results_table_over needs at least one evaluation")
+  first = results_table(evaluations[0], paper=paper, title=title)
+  wanted = [(r.row, r.method) for r in evaluations[0].results if r.method in seeded]
+  scores: dict[str, dict[str, list[float | None]]] = {}
+  for i, ev in enumerate(evaluations):
+    have = {(r.row, r.method): _clean(r.score) for r in ev.results}
+    for row, m in wanted:
+      if (row, m) not in have:
+        raise ValueError(f"evaluation {i} has no {m} score of {row!r}; a seeded method must be probed in every "
+                         "evaluation")
+      scores.setdefault(row, {}).setdefault(m, []).append(have[(row, m)])
+  values = {r: dict(v) for r, v in first.values.items()}
+  for row, ms in scores.items():
+    for m, vals in ms.items():
+      values[row][m] = mean_std(vals)["mean"] if len(vals) > 1 else vals[0]
+  return dataclasses.replace(first, values=values, per_seed=scores)
+
+
+def mean_std(values: Sequence[float | None]) -> dict[str, Any]:
+  """{"mean", "std", "values"} of per-seed scores: mean and sample std (ddof 1) of the finite ones;
+  std None with fewer than two (no spread measured), mean None with none."""
+  vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+  out = {"mean": float(np.mean(vals)) if vals else None,
+         "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+         "values": [None if v is None else float(v) for v in values]}
+  return out
+
+
+def beats(a: float | Sequence[float | None] | None, b: float | Sequence[float | None] | None) -> bool:
+  """Whether score A is above score B by more than the larger of their spreads.
+
+  Each of `a`, `b` is a float (a deterministic score, e.g. of W or s(W): spread 0) or the per-seed
+  scores of a seeded method (spread: their sample std). A seeded method with a single seed has no
+  measured spread: it neither beats nor is beaten. A missing score (None) never beats.
+
+    >>> beats([0.80, 0.82, 0.81], 0.79), beats([0.80, 0.82, 0.81], 0.805), beats([0.9], 0.1)
+    (True, False, False)
+  """
+  def summary(x):
+    if x is None:
+      return None, None
+    if isinstance(x, (int, float, np.floating)):
+      return (None, None) if not math.isfinite(float(x)) else (float(x), 0.0)
+    st = mean_std(list(x))
+    return st["mean"], st["std"]
+  (ma, sa), (mb, sb) = summary(a), summary(b)
+  if ma is None or mb is None or sa is None or sb is None:
+    return False
+  return ma - mb > max(sa, sb)
+
+
 def _compatible(ours: str, theirs: str) -> bool:
   return ours == theirs
 
@@ -182,10 +265,13 @@ def evaluation_notes(evaluation: Any) -> list[str]:
 
 # ---- formats -----------------------------------------------------------------------------------------
 
-def _fmt(v: float | None, metric: str) -> str:
+def _fmt(v: float | None, metric: str, std: float | None = None) -> str:
   if v is None:
     return "–"
-  return f"{v:.3f}" if metric == "kendall_tau" else f"{100.0 * v:.1f}"
+  text = f"{v:.3f}" if metric == "kendall_tau" else f"{100.0 * v:.1f}"
+  if std is not None:
+    text += f" ± {std:.3f}" if metric == "kendall_tau" else f" ± {100.0 * std:.1f}"
+  return text
 
 
 def to_markdown(table: ResultTable) -> str:
@@ -200,11 +286,16 @@ def to_markdown(table: ResultTable) -> str:
     cells = []
     for _, m, src in cols:
       v = table.cell(row, m, src)
-      text = _fmt(v, metric)
+      text = _fmt(v, metric, table.std(row, m) if src == "ours" else None)
       if src == "ours" and v is not None and v == best and len(table.methods) > 1:
         text = f"**{text}**"
       cells.append(text)
     lines.append(f"| {row} | {_METRIC_LABEL[metric]} | " + " | ".join(cells) + " |")
+  if table.multi_seed:
+    counts = sorted({len(v) for ms in table.per_seed.values() for v in ms.values()})
+    seeded = list(dict.fromkeys(m for ms in table.per_seed.values() for m in ms))
+    lines += ["", f"{', '.join(seeded)}: mean ± std (sample std) over {'/'.join(map(str, counts))} seeds of the "
+              "encoder; the other columns do not depend on its seed."]
   if table.paper_source:
     lines += ["", f"Paper columns: `{table.paper_source}` (wsl_jax.paper_results)."]
   if table.notes:
@@ -213,13 +304,19 @@ def to_markdown(table: ResultTable) -> str:
 
 
 def to_csv(table: ResultTable) -> str:
-  """Wide CSV: target, metric, then one column per method (and "<method> (paper)"); fractions."""
+  """Wide CSV: target, metric, then one column per method (and "<method> (paper)"; with several seeds
+  also "<method> (std)" after a seeded method); fractions."""
   buf = io.StringIO()
   w = csv.writer(buf, lineterminator="\n")
   cols = table.columns()
+  if table.multi_seed:
+    seeded = {m for ms in table.per_seed.values() for m, v in ms.items() if len(v) > 1}
+    cols = [c for h, m, src in cols
+            for c in ([(h, m, src)] + ([(m + STD_SUFFIX, m, "std")] if src == "ours" and m in seeded else []))]
   w.writerow(["target", "metric"] + [h for h, _, _ in cols])
   for row in table.rows:
-    w.writerow([row, table.metrics[row]] + [_csv_cell(table.cell(row, m, s)) for _, m, s in cols])
+    w.writerow([row, table.metrics[row]] + [_csv_cell(table.std(row, m) if s == "std" else table.cell(row, m, s))
+                                            for _, m, s in cols])
   return buf.getvalue()
 
 
@@ -231,6 +328,9 @@ def to_json_dict(table: ResultTable, evaluation: Any = None) -> dict[str, Any]:
   d = {"format_version": TABLE_FORMAT_VERSION, "title": table.title, "rows": list(table.rows),
        "methods": list(table.methods), "metrics": dict(table.metrics), "values": table.values,
        "paper": table.paper, "paper_source": table.paper_source, "notes": list(table.notes)}
+  if table.multi_seed:
+    d["per_seed"] = {r: {m: list(v) for m, v in ms.items()} for r, ms in table.per_seed.items()}
+    d["std"] = {r: {m: table.std(r, m) for m in ms} for r, ms in table.per_seed.items()}
   if evaluation is not None:
     d["evaluation"] = evaluation.to_dict()
   return d
@@ -260,7 +360,8 @@ def table_from_json_dict(d: Mapping[str, Any]) -> ResultTable:
   return ResultTable(title=d["title"], rows=tuple(d["rows"]), methods=tuple(d["methods"]),
                      metrics=dict(d["metrics"]), values={r: dict(v) for r, v in d["values"].items()},
                      paper={r: dict(v) for r, v in d.get("paper", {}).items()},
-                     paper_source=d.get("paper_source"), notes=tuple(d.get("notes", ())))
+                     paper_source=d.get("paper_source"), notes=tuple(d.get("notes", ())),
+                     per_seed={r: dict(v) for r, v in d.get("per_seed", {}).items()})
 
 
 def read_json(path: str | os.PathLike) -> ResultTable:
@@ -276,7 +377,8 @@ def read_json_details(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def read_csv(path: str | os.PathLike, title: str = "") -> ResultTable:
-  """The table of a CSV file written by `write_table` (title and notes are not in the CSV)."""
+  """The table of a CSV file written by `write_table` (title, notes and per-seed scores are not in the
+  CSV; its std columns are skipped)."""
   with open(path, encoding="utf-8", newline="") as f:
     reader = csv.reader(f)
     header = next(reader, None)
@@ -285,7 +387,7 @@ def read_csv(path: str | os.PathLike, title: str = "") -> ResultTable:
     rows, metrics, values, paper = [], {}, {}, {}
     methods: list[str] = []
     for h in header[2:]:
-      if not h.endswith(PAPER_SUFFIX) and h not in methods:
+      if not h.endswith((PAPER_SUFFIX, STD_SUFFIX)) and h not in methods:
         methods.append(h)
     for line in reader:
       if not line:
@@ -298,6 +400,8 @@ def read_csv(path: str | os.PathLike, title: str = "") -> ResultTable:
       values[row], paper[row] = {}, {}
       for h, cell in zip(header[2:], line[2:]):
         v = float(cell) if cell != "" else None
+        if h.endswith(STD_SUFFIX):  # the per-seed scores are in the JSON only
+          continue
         if h.endswith(PAPER_SUFFIX):
           paper[row][h[:-len(PAPER_SUFFIX)]] = v
         else:
@@ -459,14 +563,18 @@ def safe_name(text: str) -> str:
 
 
 def write_report(evaluation: Any, out_dir: str | os.PathLike, paper: Any = "auto", plots: bool = True,
-                 color_by: str = "test_acc", name: str = "results") -> dict[str, str]:
+                 color_by: str = "test_acc", name: str = "results", table: ResultTable | None = None
+                 ) -> dict[str, str]:
   """Write the table (md, csv, json with every probe's details) and the plots into `out_dir`.
+
+  `table`: the table to write (e.g. `results_table_over` several seeds; the probe details and plots
+  are then `evaluation`'s, the first seed's); default `results_table(evaluation, paper)`.
 
   Returns:
     {"markdown", "csv", "json", "scores", "predictions_<method>", "embedding_<method>"} -> path.
   """
   out_dir = os.fspath(out_dir)
-  table = results_table(evaluation, paper=paper)
+  table = results_table(evaluation, paper=paper) if table is None else table
   paths = write_table(table, os.path.join(out_dir, name), evaluation)
   if not plots:
     return paths

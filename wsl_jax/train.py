@@ -9,8 +9,9 @@ The train step is one plain `jax.jit` function of (state, batch, epoch, step, ke
 split into a graph definition and pure state (`nnx.split`), the step merges it inside, and the state
 buffers are donated. Each step draws two augmented views per sample (`wsl_jax.augment`), runs both
 through the encoder and decoder in one batch, and minimises `gamma * contrast + (1 - gamma) * MSE`
-with Adam (coupled L2, as PyTorch's Adam) and a reduce-on-plateau schedule on the epoch-mean training
-loss that lives in the optimizer state.
+with Adam (coupled L2, as PyTorch's Adam) and a learning-rate schedule that lives in the optimizer state:
+reduce-on-plateau on the epoch-mean training loss (the original's), cosine or constant, each with an
+optional linear warmup (`TrainConfig.schedule`, `warmup_epochs`).
 
 Reproducibility and resumption: the data order of epoch e is `numpy.random.default_rng([seed, e])`
 's permutation, and the augmentation and dropout keys of step s of epoch e are
@@ -58,7 +59,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from wsl_jax import augment, losses, outputs
-from wsl_jax.configs import AugmentConfig, ModelConfig, TrainConfig
+from wsl_jax.configs import COSINE_FLOOR, AugmentConfig, ModelConfig, TrainConfig
 from wsl_jax.layout import Layout, check_weight_rows
 from wsl_jax.models import HyperRepresentation
 from wsl_jax.progress import progress_bar
@@ -126,20 +127,68 @@ def reduce_on_plateau(factor: float, patience: int, threshold: float,
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+class StepScheduleState(NamedTuple):
+  """State of `step_schedule` (part of the optimizer state, hence of every checkpoint)."""
+
+  count: jax.Array  # optimizer steps taken
+  scale: jax.Array  # the factor of the next step's update: warmup x cosine at `count`
+
+
+def schedule_factor(config: TrainConfig, steps_per_epoch: int, count: Any) -> jax.Array:
+  """The learning-rate factor of step `count` (0-based) of warmup and cosine (`TrainConfig.schedule`,
+  `warmup_epochs`; 1 for a constant schedule after the warmup; the plateau scale is separate)."""
+  count = jnp.asarray(count, jnp.float32)
+  warm = config.warmup_epochs * steps_per_epoch
+  factor = jnp.ones((), jnp.float32)
+  if warm:
+    factor = jnp.minimum(1.0, (count + 1.0) / warm)
+  if config.schedule == "cosine":
+    span = max(config.epochs * steps_per_epoch - warm - 1, 1)  # the last step ends at the floor
+    t = jnp.clip((count - warm) / span, 0.0, 1.0)
+    factor = factor * (COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + jnp.cos(jnp.pi * t)))
+  return factor
+
+
+def step_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
+  """Scales the updates by `schedule_factor` of the step count (warmup, cosine); the count lives in the
+  optimizer state, so a resumed run continues the schedule where the checkpoint left it."""
+  def init_fn(params):
+    del params
+    return StepScheduleState(count=jnp.zeros((), jnp.int32), scale=schedule_factor(config, steps_per_epoch, 0))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    updates = jax.tree.map(lambda u: u * state.scale.astype(u.dtype), updates)
+    count = state.count + 1
+    return updates, StepScheduleState(count=count, scale=schedule_factor(config, steps_per_epoch, count))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
   """Adam with coupled L2 (`wd * param` added to the gradient first, as PyTorch's Adam), then the
-  plateau schedule. `update` needs the step's loss: `tx.update(grads, state, params, value=loss)`."""
-  return optax.chain(
-      optax.add_decayed_weights(config.weight_decay),
-      optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
-      optax.scale(-config.lr),
-      reduce_on_plateau(config.plateau_factor, config.plateau_patience, config.plateau_threshold,
-                        steps_per_epoch))
+  schedule: the plateau rule (`schedule="plateau"`) and / or the step schedule (warmup, cosine).
+  `update` needs the step's loss: `tx.update(grads, state, params, value=loss)`.
+
+  A transformation that would only multiply by 1 is left out, so a plateau run without warmup has the
+  optimizer state (and checkpoints) it always had."""
+  parts = [optax.add_decayed_weights(config.weight_decay), optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-8),
+           optax.scale(-config.lr)]
+  if config.schedule == "plateau":
+    parts.append(reduce_on_plateau(config.plateau_factor, config.plateau_patience, config.plateau_threshold,
+                                   steps_per_epoch))
+  if config.schedule == "cosine" or config.warmup_epochs:
+    parts.append(step_schedule(config, steps_per_epoch))
+  return optax.chain(*parts)
 
 
 def learning_rate(config: TrainConfig, opt_state: Any) -> jax.Array:
-  """The current learning rate: lr times the plateau scale."""
-  return config.lr * opt_state[-1].scale
+  """The learning rate of the next step: lr times the plateau and step-schedule scales."""
+  scale = jnp.ones((), jnp.float32)
+  for part in opt_state:
+    if isinstance(part, (PlateauState, StepScheduleState)):
+      scale = scale * part.scale
+  return config.lr * scale
 
 
 # ---- model state ------------------------------------------------------------------------------------
@@ -400,7 +449,9 @@ def _step_config(config: TrainConfig) -> TrainConfig:
   """`config` with the fields that do not enter a step reset, so that runs differing only in them (e.g.
   the number of epochs) share compiled steps."""
   default = TrainConfig()
-  return config.replace(epochs=default.epochs, eval_every=default.eval_every,
+  # The cosine spans the run; otherwise any length above the warmup (a valid config) shares the step.
+  epochs = config.epochs if config.schedule == "cosine" else max(default.epochs, config.warmup_epochs + 1)
+  return config.replace(epochs=epochs, eval_every=default.eval_every,
                         checkpoint_every=default.checkpoint_every, keep_checkpoints=default.keep_checkpoints,
                         eval_batch_size=default.eval_batch_size)
 
@@ -716,7 +767,12 @@ def _check_resumable(meta: dict[str, Any], config: TrainConfig, layout: Layout, 
   if meta.get("seed") != seed:
     problems.append(f"seed {meta.get('seed')} (now {seed})")
   saved = TrainConfig.from_dict(meta["config"])
-  if _step_config(saved) != _step_config(config):  # epochs and eval / checkpoint settings may change
+  if saved.schedule == "cosine" and saved.epochs != config.epochs:
+    problems.append(f"a cosine schedule over {saved.epochs} epochs (now {config.epochs}; its length cannot "
+                    f"change)")
+  # epochs (except a cosine's) and the eval / checkpoint settings may change
+  if _step_config(dataclasses.replace(saved, warmup_epochs=0, epochs=config.epochs)) != _step_config(
+      dataclasses.replace(config, warmup_epochs=0)) or saved.warmup_epochs != config.warmup_epochs:
     problems.append("a different config")
   if meta["epoch"] > config.epochs:
     problems.append(f"{meta['epoch']} epochs done, more than the {config.epochs} asked for")
