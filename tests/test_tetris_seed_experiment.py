@@ -66,7 +66,8 @@ def test_presets_and_bad_preset():
   quick = tetris_seed.get_config("quick")
   paper = tetris_seed.get_config("paper")
   assert quick.zoo.models == paper.zoo.models == 1000
-  assert (quick.ssl.model.dim, quick.encoder.checkpoint_stride) == (64, 5)
+  assert (quick.ssl.model.dim, quick.encoder.checkpoint_stride, quick.encoder.seeds) == (64, 5, 3)
+  assert paper.encoder.seeds == 3 and tetris_seed.get_config("smoke").encoder.seeds == 1
   assert paper.ssl.model.dim == 256 and paper.encoder.checkpoint_stride == 1
   # TETRIS: exactly the strided checkpoints, every batch as configured, R² on the test models.
   assert not (paper.encoder.add_last_checkpoint or paper.encoder.cap_batch_size or paper.encoder.drop_nonfinite)
@@ -89,3 +90,21 @@ def test_overrides():
     config.replace(**{"ssl.model.dim": 30})
   with pytest.raises(ValueError, match="encoder.checkpoint_stride must be a positive integer"):
     config.replace(**{"encoder.checkpoint_stride": 0})
+
+
+def test_beats_sw_needs_the_margin_beyond_the_spread():
+  """EcD "beats" s(W) on a target only where its seed mean is above s(W) by more than its sample std."""
+  from wsl_jax import report
+  rows = ("epoch", "test_acc", "ggap")
+  per_seed = {"epoch": {"EcD": (0.96, 0.97, 0.98)},      # mean 0.97, std 0.01: 0.8 points above s(W)
+              "test_acc": {"EcD": (0.90, 0.91, 0.92)},   # 2 points above 0.89, std 1: beats
+              "ggap": {"EcD": (0.70, 0.80, 0.90)}}       # 4 points above, but std 10: does not
+  sw = {"epoch": 0.962, "test_acc": 0.89, "ggap": 0.76}
+  table = report.ResultTable(
+      title="t", rows=rows, methods=("s(W)", "EcD"), metrics={r: "r2" for r in rows},
+      values={r: {"s(W)": sw[r], "EcD": sum(per_seed[r]["EcD"]) / 3} for r in rows}, per_seed=per_seed)
+  assert tetris_seed.beats_sw(table) == {"epoch": False, "test_acc": True, "ggap": False}
+  one_seed = report.ResultTable(title="t", rows=rows, methods=("s(W)", "EcD"), metrics={r: "r2" for r in rows},
+                                values={r: {"s(W)": 0.0, "EcD": 1.0} for r in rows},
+                                per_seed={r: {"EcD": (1.0,)} for r in rows})
+  assert not any(tetris_seed.beats_sw(one_seed).values())  # one seed: no spread measured, no claim
