@@ -22,8 +22,9 @@ gen = importlib.import_module("wsl_jax.zoo.generate")  # the module (the package
 
 SMALL = dict(num_models=12, epochs=2, progress=False)
 # One bucket (one compiled program per chunk shape and device count): initializers and learning rates vary.
-# The TETRIS-SEED data and batch keep these tests fast (TETRIS-HYP itself trains 200 steps per epoch).
-HYP = dataclasses.replace(presets.TETRIS_HYP, name="tetris_hyp_small", dataset="tetris", batch_size=32, grid=(
+# The TETRIS-SEED data and batch keep these tests fast (TETRIS-HYP itself trains 600 epochs of 25 steps).
+HYP = dataclasses.replace(presets.TETRIS_HYP, name="tetris_hyp_small", dataset="tetris", batch_size=32,
+                          train_examples=0, checkpoint_epochs=None, grid=(
     ("activation", ("tanh",)), ("init", ("kaiming_uniform", "xavier_normal")), ("lr", (1e-3, 3e-3, 1e-2))))
 
 
@@ -65,7 +66,8 @@ def test_eight_devices_in_a_subprocess_equal_one_device(reference_zoo, tmp_path)
       from wsl_jax import zoo
       from wsl_jax.zoo import presets
       assert len(jax.devices()) == 8, jax.devices()
-      preset = dataclasses.replace(presets.TETRIS_HYP, name="tetris_hyp_small", dataset="tetris", batch_size=32, grid=(
+      preset = dataclasses.replace(presets.TETRIS_HYP, name="tetris_hyp_small", dataset="tetris", batch_size=32,
+                                   train_examples=0, checkpoint_epochs=None, grid=(
           ("activation", ("tanh",)), ("init", ("kaiming_uniform", "xavier_normal")), ("lr", (1e-3, 3e-3, 1e-2))))
       z = zoo.generate(preset, num_models=12, epochs=2, progress=False, chunk_size=4)
       np.savez({str(tmp_path / "z8.npz")!r}, weights=z.weights, test_acc=z.properties["test_acc"])
