@@ -104,11 +104,13 @@ def _timed(fn, calls: int) -> tuple[float, float]:
   return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
-def bench_preset(name: str, devices: int, steps: int, repeats: int, batch_size: int | None) -> dict:
+def bench_preset(name: str, devices: int, steps: int, repeats: int, batch_size: int | None,
+                 layout: Layout | None = None) -> dict:
+  """Times the train step of preset `name` on `layout` (default: TETRIS-SEED's MLP)."""
   config = configs.preset(name)
   if batch_size is not None:
     config = config.replace(batch_size=batch_size)
-  layout = nets.TETRIS_MLP.layout()
+  layout = nets.TETRIS_MLP.layout() if layout is None else layout
   batch = config.batch_size
   mesh = train.make_mesh(devices)
   replicated, data = train._shardings(mesh)
