@@ -51,6 +51,10 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--torch-models", type=int, default=None, help="PyTorch models timed per zoo (default per zoo)")
   p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="PyTorch processes (one per core)")
   p.add_argument("--ssl-steps", type=int, default=2, help="timed SSL steps per repetition")
+  p.add_argument("--ssl-presets", nargs="+", default=[c[0] for c in SSL_CASES], choices=[c[0] for c in SSL_CASES])
+  p.add_argument("--ssl-batch", type=int, default=None, help="override the SSL cases' batch sizes")
+  p.add_argument("--zoo-models", type=int, default=None, help="override the zoo sizes (quick checks)")
+  p.add_argument("--zoo-epochs", type=int, default=None, help="override the zoo epochs (quick checks)")
   return p.parse_args(argv)
 
 
@@ -86,6 +90,8 @@ def bench_zoo(part: str, args) -> dict:
   from wsl_jax.zoo import metrics, presets
   gen = importlib.import_module("wsl_jax.zoo.generate")
   name, models, epochs, torch_models = ZOOS[part]
+  models = args.zoo_models or models
+  epochs = args.zoo_epochs or epochs
   preset = zoo_preset(name)
   epochs = preset.epochs if epochs is None else epochs
   torch_models = args.torch_models or torch_models
@@ -132,7 +138,6 @@ def bench_zoo(part: str, args) -> dict:
 
 def bench_ssl(args) -> list[dict]:
   import numpy as np
-  import torch
   import torch_reference
   sys.path.insert(0, HERE)
   ssl_bench = importlib.import_module("ssl_throughput")
@@ -141,6 +146,9 @@ def bench_ssl(args) -> list[dict]:
   layouts = {"tetris": nets.TETRIS_MLP, "paper_cnn": nets.PAPER_CNN}
   results = []
   for preset, layout_name, batch in SSL_CASES:
+    if preset not in args.ssl_presets:
+      continue
+    batch = args.ssl_batch or batch
     config = configs.preset(preset)
     layout = layouts[layout_name].layout()
     mc = config.model
@@ -150,14 +158,14 @@ def bench_ssl(args) -> list[dict]:
     views = [[rng.normal(0, 0.5, (batch, c, s)).astype(np.float32) for c, s in groups] for _ in range(2)]
     model_kw = dict(dim=mc.dim, heads=mc.heads, ff=mc.ff_dim, blocks=mc.blocks, latent=mc.latent_dim,
                     head=(mc.head_layers, mc.head_hidden, mc.head_out), dropout=mc.dropout)
-    jax_s, torch_s = [], {1: [], torch.get_num_threads(): []}
-    for _ in range(args.repeats):
-      r = ssl_bench.bench_preset(preset, 1, args.ssl_steps, 1, batch, layout=layout)
-      jax_s.append(r)
+    torch_s = {1: [], os.cpu_count() or 1: []}
+
+    def torch_side():  # one PyTorch repetition per setting, before each wsl_jax repetition
       for threads in torch_s:
         torch_s[threads].append(torch_reference.ssl_step_time(
             groups, model_kw, views, config.loss.gamma, config.loss.temperature, args.ssl_steps, 1, threads))
-    best = min(jax_s, key=lambda r: r["step_s"])
+
+    best = ssl_bench.bench_preset(preset, 1, args.ssl_steps, args.repeats, batch, layout=layout, between=torch_side)
     torch_best = {t: min(v) for t, v in torch_s.items()}
     threads = min(torch_best, key=torch_best.get)
     ratio = torch_best[threads] / best["step_s"]

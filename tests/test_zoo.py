@@ -310,3 +310,14 @@ def test_cnn_models_evaluation_equals_vmapped_single_evaluation(net, eval_batch_
   via_vmap = jax.jit(jax.vmap(fn, in_axes=(0, None, None, None, None)))(
       w, data.x_train, data.y_train, data.x_test, data.y_test)
   np.testing.assert_array_equal(via_vmap, models)
+
+
+def test_evaluation_chunks_are_balanced():
+  """360 examples in chunks of at most 250: two chunks of 180 (no padded rows), every example counted once."""
+  x, y = jnp.arange(360.0)[:, None], jnp.zeros(360, jnp.int32)
+  count, rows, total = metrics.summed_over_chunks(
+      lambda xc, yc, valid: (valid.sum(), jnp.float32(xc.shape[0]), jnp.where(valid, xc[:, 0], 0.0).sum()), x, y, 250)
+  assert (int(count), float(rows), float(total)) == (360, 360.0, float(np.arange(360).sum()))
+  count, rows, _ = metrics.summed_over_chunks(lambda xc, yc, valid: (valid.sum(), jnp.float32(xc.shape[0]), 0.0),
+                                              x[:361 - 2], y[:359], 100)
+  assert (int(count), float(rows)) == (359, 360.0)  # 4 chunks of 90: one padded row

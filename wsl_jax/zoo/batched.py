@@ -1,10 +1,11 @@
-"""Batched rules of the zoo trainer for dense networks (`jax.custom_batching.custom_vmap`).
+"""Batched rules of the zoo trainer (`jax.custom_batching.custom_vmap`).
 
 Under `jax.vmap`, the generic code of a tiny MLP becomes per-model batched dots with a handful of units,
-which XLA's CPU backend runs badly. The rules here replace the two hot spots when `train_one` is
-vmapped over models: `evaluate_models` evaluates all models on the shared evaluation inputs with one
-first-layer GEMM, and `models_ce_value_and_grad` computes the cross-entropy gradient with unrolled
-broadcast products. One model alone, CNNs, dropout, and `TrainSpec(batched_rules=False)` run the
+which XLA's CPU backend runs badly. The rules here replace the hot spots when `train_one` is vmapped
+over models: `evaluate_models` evaluates all dense models on the shared evaluation inputs with one
+first-layer GEMM, `evaluate_cnn_models` does the same for the first conv layer of CNNs, and
+`models_ce_value_and_grad` computes the cross-entropy gradient of dense models with unrolled broadcast
+products. One model alone, CNN training steps, dropout, and `TrainSpec(batched_rules=False)` run the
 generic code; tests check both give the same numbers. Measured on tetris_seed (2 cores, 1024 models, one
 device): 15.4 -> 4.4-6.2 µs per model-step; 1.2x over the cleanest einsum rewrite, 1.7x over plain
 vmap (`benchmarks/zoo_throughput.py`).
@@ -90,7 +91,12 @@ def evaluate_models(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int)
 # the inputs' patches (n * positions, C * kh * kw) times every model's kernels stacked as output channels
 # (C * kh * kw, M * O). Under plain vmap it is M per-model products with a handful of output channels.
 # The rest of each network runs vmapped from there (`nets.apply_after_first_conv`). Same metrics as
-# `jax.vmap(evaluate)` up to float summation order.
+# `jax.vmap(evaluate)` up to float summation order. Measured with `python benchmarks/cnn_first_conv.py`
+# (digits_seed's evaluation sets: 500 training and 360 test images in chunks of 250; paper CNN, 32
+# models; 2 cores under load average ~12 from other jobs): 7.7 -> 5.7 s per evaluation of all models
+# (min of 5; medians 7.8 -> 6.1 s). The same GEMM in the training step needs every model on the same
+# mini-batch; autodiffed, the rest vmapped, it was 1.55x slower than vmapped `taps` on per-model batches
+# (32 models, batch 32: 47.8 vs 30.7 ms per model-step, same load), so training keeps the generic code.
 
 def first_conv_all_models(spec: TrainSpec, w: jax.Array, x: jax.Array) -> jax.Array:
   """The first conv layer's output `(M, n, H', W', O)` (bias added) of M CNNs `w (M, N)` on shared `x`."""
