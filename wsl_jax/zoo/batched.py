@@ -91,9 +91,10 @@ def evaluate_models(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int)
 # the inputs' patches (n * positions, C * kh * kw) times every model's kernels stacked as output channels
 # (C * kh * kw, M * O). Under plain vmap it is M per-model products with a handful of output channels.
 # The rest of each network runs vmapped from there (`nets.apply_after_first_conv`). Same metrics as
-# `jax.vmap(evaluate)` up to float summation order. Measured with `python benchmarks/cnn_first_conv.py`
-# (digits_seed's evaluation sets: 500 training and 360 test images in chunks of 250; paper CNN, 32
-# models; 2 cores under load average ~12 from other jobs): 7.7 -> 5.7 s per evaluation of all models
+# `jax.vmap(evaluate)` up to float summation order. Measured with the two scratch scripts that became
+# `python benchmarks/cnn_first_conv.py` (same computations; digits_seed's evaluation sets: 500 training
+# and 360 test images in chunks of 250, before the chunks were balanced; paper CNN, 32 models; 2 cores
+# under load average ~12 from other jobs): 7.7 -> 5.7 s per evaluation of all models
 # (min of 5; medians 7.8 -> 6.1 s). The same GEMM in the training step needs every model on the same
 # mini-batch; autodiffed, the rest vmapped, it was 1.55x slower than vmapped `taps` on per-model batches
 # (32 models, batch 32: 47.8 vs 30.7 ms per model-step, same load), so training keeps the generic code.
