@@ -104,11 +104,14 @@ def _timed(fn, calls: int) -> tuple[float, float]:
   return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
-def bench_preset(name: str, devices: int, steps: int, repeats: int, batch_size: int | None) -> dict:
+def bench_preset(name: str, devices: int, steps: int, repeats: int, batch_size: int | None,
+                 layout: Layout | None = None, between=None) -> dict:
+  """Times the train step of preset `name` on `layout` (default: TETRIS-SEED's MLP); `between()`, when
+  given, runs before each repetition (another side of a comparison, interleaved with this one)."""
   config = configs.preset(name)
   if batch_size is not None:
     config = config.replace(batch_size=batch_size)
-  layout = nets.TETRIS_MLP.layout()
+  layout = nets.TETRIS_MLP.layout() if layout is None else layout
   batch = config.batch_size
   mesh = train.make_mesh(devices)
   replicated, data = train._shardings(mesh)
@@ -117,19 +120,21 @@ def bench_preset(name: str, devices: int, steps: int, repeats: int, batch_size: 
   x = jax.device_put(rng.normal(0.0, 0.5, (batch, layout.num_params)).astype(np.float32), data)
   key = jax.random.key(1)
   step_fn = train._compiled_train_step(config, layout, 1000, mesh)
+  table = train.permutation_table(config.augment, layout)  # the presets' permutation tables, as fit() passes them
+  tables = () if table is None else (jax.device_put(table, replicated),)
   t = time.perf_counter()
-  compiled = step_fn.lower(state, x, np.int32(0), np.int32(0), key).compile()
+  compiled = step_fn.lower(state, x, np.int32(0), np.int32(0), key, *tables).compile()
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   # The cost of an SPMD-partitioned step is per device.
   xla_flops = float(cost.get("flops", float("nan"))) * mesh.size if cost else float("nan")
-  state, m = compiled(state, x, np.int32(0), np.int32(0), key)  # warm-up
+  state, m = compiled(state, x, np.int32(0), np.int32(0), key, *tables)  # warm-up
   jax.block_until_ready(m)
   holder = {"state": state, "i": 1}
 
   def step():
-    holder["state"], metrics = compiled(holder["state"], x, np.int32(0), np.int32(holder["i"]), key)
+    holder["state"], metrics = compiled(holder["state"], x, np.int32(0), np.int32(holder["i"]), key, *tables)
     holder["i"] += 1
     return metrics
 
@@ -140,6 +145,8 @@ def bench_preset(name: str, devices: int, steps: int, repeats: int, batch_size: 
   flops = step_flops(config, layout, batch)
   pairs = []
   for _ in range(repeats):
+    if between is not None:
+      between()
     mm_wall, mm_cpu = _timed(matmul, mm_calls)
     st_wall, st_cpu = _timed(step, steps)
     pairs.append((st_wall, (flops / st_wall) / (matmul_flops / mm_wall), (flops / st_cpu) / (matmul_flops / mm_cpu),

@@ -278,3 +278,46 @@ def test_the_batched_rules_switch_changes_the_program_not_the_zoo():
   programs = [zoo_train.compiled_trainer(s).lower(_keys(range(3)), hp, data).as_text() for s in (on, off)]
   assert programs[0] != programs[1]  # the switch really selects another program
 
+
+
+@pytest.mark.parametrize("models, chunk", [(64, 50), (1000, 512), (12, 4), (1, 50), (100, 50), (101, 50), (7, 1)])
+def test_chunks_are_balanced(models, chunk):
+  """As many chunks as `chunk_size` gives, each at most `chunk_size`, padding below one model per chunk."""
+  from wsl_jax.zoo.generate import balanced_chunk_size
+  size = balanced_chunk_size(models, chunk)
+  chunks = -(-models // chunk)
+  assert size <= chunk and -(-models // size) == chunks
+  assert 0 <= chunks * size - models < chunks
+
+
+_STRIDED_CNN = nets.NetSpec(input_shape=(8, 8, 1), num_classes=10, convs=(nets.ConvBlock(4, 3, stride=2),),
+                            global_pool=True)
+
+
+@pytest.mark.parametrize("net", [nets.DIGITS_CNN, _STRIDED_CNN], ids=["pool_flatten", "stride_global_pool"])
+@pytest.mark.parametrize("eval_batch_size", [0, 150])
+def test_cnn_models_evaluation_equals_vmapped_single_evaluation(net, eval_batch_size):
+  """The CNN rule (first conv of all models as one GEMM on the shared inputs) gives vmap(evaluate)'s
+  metrics; it is what vmap of `batchable_evaluate` runs."""
+  spec = _spec(net=net, eval_batch_size=eval_batch_size, train_eval_size=200, activation="relu")
+  data = zoo_train.to_device_data(datasets.load("digits_8"))
+  w = 0.5 * jax.random.normal(jax.random.key(3), (5, net.layout().num_params))
+  single = jax.jit(jax.vmap(lambda v: zoo_train.evaluate(spec, v, data, 10)))(w)
+  models = jax.jit(lambda v: batched.evaluate_cnn_models(spec, v, data, 10))(w)
+  np.testing.assert_allclose(models, single, rtol=1e-5, atol=1e-6)
+  assert float(single[:, 3].std()) > 0  # test accuracies differ between the models: a real comparison
+  fn = batched.batchable_evaluate(spec, 10)
+  via_vmap = jax.jit(jax.vmap(fn, in_axes=(0, None, None, None, None)))(
+      w, data.x_train, data.y_train, data.x_test, data.y_test)
+  np.testing.assert_array_equal(via_vmap, models)
+
+
+def test_evaluation_chunks_are_balanced():
+  """360 examples in chunks of at most 250: two chunks of 180 (no padded rows), every example counted once."""
+  x, y = jnp.arange(360.0)[:, None], jnp.zeros(360, jnp.int32)
+  count, rows, total = metrics.summed_over_chunks(
+      lambda xc, yc, valid: (valid.sum(), jnp.float32(xc.shape[0]), jnp.where(valid, xc[:, 0], 0.0).sum()), x, y, 250)
+  assert (int(count), float(rows), float(total)) == (360, 360.0, float(np.arange(360).sum()))
+  count, rows, _ = metrics.summed_over_chunks(lambda xc, yc, valid: (valid.sum(), jnp.float32(xc.shape[0]), 0.0),
+                                              x[:361 - 2], y[:359], 100)
+  assert (int(count), float(rows)) == (359, 360.0)  # 4 chunks of 90: one padded row

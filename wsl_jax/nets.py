@@ -260,18 +260,36 @@ def apply(spec: NetSpec, w: jax.Array, x: jax.Array, activation: str, *,
     layout: `spec.layout()`, passed in to save rebuilding it.
     conv_impl: how conv layers are computed (`CONV_IMPLS`); all give the same function.
   """
+  if x.shape[1:] != spec.input_shape:
+    raise ValueError(f"inputs have shape {x.shape}, the network expects (B, {', '.join(map(str, spec.input_shape))})")
+  return _forward(spec, w, x, activation, dropout_rate, dropout_key, layout, conv_impl, first_conv_done=False)
+
+
+def apply_after_first_conv(spec: NetSpec, w: jax.Array, y: jax.Array, activation: str, *,
+                           layout: Layout | None = None, conv_impl: str = "taps") -> jax.Array:
+  """Logits of the CNN `spec` from its first conv layer's output `y` (bias added, before pooling).
+
+  With `y = conv2d(x, first kernel, first bias)` this is `apply(spec, w, x, activation)` (no dropout):
+  the evaluation of many models on shared inputs computes every model's first conv as one GEMM and
+  continues here per model (`wsl_jax.zoo.batched.evaluate_cnn_models`).
+  """
+  if not spec.convs:
+    raise ValueError("apply_after_first_conv needs a CNN")
+  return _forward(spec, w, y, activation, 0.0, None, layout, conv_impl, first_conv_done=True)
+
+
+def _forward(spec: NetSpec, w: jax.Array, h: jax.Array, activation: str, dropout_rate: Any,
+             dropout_key: jax.Array | None, layout: Layout | None, conv_impl: str, first_conv_done: bool
+             ) -> jax.Array:
   layout = spec.layout() if layout is None else layout
   act = get_activation(activation)
   params = layout.unflatten(w)
   n_drop = len(spec.convs) + len(spec.hidden)
   keys = list(jax.random.split(dropout_key, n_drop)) if dropout_key is not None else [None] * n_drop
-  expected = (x.ndim - 1, x.shape[1:])
-  if expected[1] != spec.input_shape:
-    raise ValueError(f"inputs have shape {x.shape}, the network expects (B, {', '.join(map(str, spec.input_shape))})")
-  h = x
   for i, c in enumerate(spec.convs):
     p = params[i]
-    h = conv2d(h, p["w"], p.get("b"), c.stride, conv_impl)
+    if not (i == 0 and first_conv_done):
+      h = conv2d(h, p["w"], p.get("b"), c.stride, conv_impl)
     if c.pool > 1:
       h = max_pool(h, c.pool)
     h = _dropout(act(h), dropout_rate, keys[i])

@@ -1,10 +1,11 @@
-"""Batched rules of the zoo trainer for dense networks (`jax.custom_batching.custom_vmap`).
+"""Batched rules of the zoo trainer (`jax.custom_batching.custom_vmap`).
 
 Under `jax.vmap`, the generic code of a tiny MLP becomes per-model batched dots with a handful of units,
-which XLA's CPU backend runs badly. The rules here replace the two hot spots when `train_one` is
-vmapped over models: `evaluate_models` evaluates all models on the shared evaluation inputs with one
-first-layer GEMM, and `models_ce_value_and_grad` computes the cross-entropy gradient with unrolled
-broadcast products. One model alone, CNNs, dropout, and `TrainSpec(batched_rules=False)` run the
+which XLA's CPU backend runs badly. The rules here replace the hot spots when `train_one` is vmapped
+over models: `evaluate_models` evaluates all dense models on the shared evaluation inputs with one
+first-layer GEMM, `evaluate_cnn_models` does the same for the first conv layer of CNNs, and
+`models_ce_value_and_grad` computes the cross-entropy gradient of dense models with unrolled broadcast
+products. One model alone, CNN training steps, dropout, and `TrainSpec(batched_rules=False)` run the
 generic code; tests check both give the same numbers. Measured on tetris_seed (2 cores, 1024 models, one
 device): 15.4 -> 4.4-6.2 µs per model-step; 1.2x over the cleanest einsum rewrite, 1.7x over plain
 vmap (`benchmarks/zoo_throughput.py`).
@@ -18,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from wsl_jax import nets
-from wsl_jax.zoo.metrics import (cross_entropy, evaluate, metrics_vector, net_logits, summed_over_chunks,
-                                 train_eval_split)
+from wsl_jax.zoo.metrics import (cross_entropy, evaluate, logits_stats, metrics_vector, net_logits,
+                                 summed_over_chunks, train_eval_split)
 from wsl_jax.zoo.spec import Data, TrainSpec
 
 # ---- evaluation of many dense networks at once --------------------------------------------------------
@@ -85,6 +86,51 @@ def evaluate_models(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int)
                          te_conf.sum(2), te_conf.sum(1), data.x_test.shape[0])
 
 
+# ---- evaluation of many CNNs at once ------------------------------------------------------------------
+# The models of a program evaluate the same inputs, so the first conv layer of all of them is one GEMM:
+# the inputs' patches (n * positions, C * kh * kw) times every model's kernels stacked as output channels
+# (C * kh * kw, M * O). Under plain vmap it is M per-model products with a handful of output channels.
+# The rest of each network runs vmapped from there (`nets.apply_after_first_conv`). Same metrics as
+# `jax.vmap(evaluate)` up to float summation order. Measured with the two scratch scripts that became
+# `python benchmarks/cnn_first_conv.py` (same computations; digits_seed's evaluation sets: 500 training
+# and 360 test images in chunks of 250, before the chunks were balanced; paper CNN, 32 models; 2 cores
+# under load average ~12 from other jobs): 7.7 -> 5.7 s per evaluation of all models
+# (min of 5; medians 7.8 -> 6.1 s). The same GEMM in the training step needs every model on the same
+# mini-batch; autodiffed, the rest vmapped, it was 1.55x slower than vmapped `taps` on per-model batches
+# (32 models, batch 32: 47.8 vs 30.7 ms per model-step, same load), so training keeps the generic code.
+
+def first_conv_all_models(spec: TrainSpec, w: jax.Array, x: jax.Array) -> jax.Array:
+  """The first conv layer's output `(M, n, H', W', O)` (bias added) of M CNNs `w (M, N)` on shared `x`."""
+  layout = spec.net.layout()
+  block, layer = spec.net.convs[0], layout.layers[0]
+  o, c, kh, kw = layer.weight_shape
+  m = w.shape[0]
+  kernel = w[:, layout.weight_slice(0)].reshape(m, o, c, kh * kw)
+  patches = jnp.stack([nets._tap(x, i, j, kh, kw, block.stride) for i in range(kh) for j in range(kw)], axis=-1)
+  y = jnp.einsum("nhwck,mock->mnhwo", patches, kernel)
+  if layer.bias:
+    y = y + w[:, layout.bias_slice(0)][:, None, None, None, :]
+  return y
+
+
+def cnn_models_split_metrics(spec: TrainSpec, w: jax.Array, x: jax.Array, y: jax.Array, num_classes: int):
+  """`split_metrics` of M CNNs `w (M, N)` on one shared split: every statistic with a leading model axis."""
+  def chunk_stats(xc, yc, valid):
+    first = first_conv_all_models(spec, w, xc)
+    rest = lambda wm, fm: logits_stats(nets.apply_after_first_conv(spec.net, wm, fm, spec.activation,
+                                                                   conv_impl=spec.conv_impl), yc, valid, num_classes)
+    return jax.vmap(rest)(w, first)
+
+  return summed_over_chunks(chunk_stats, x, y, spec.eval_batch_size)
+
+
+def evaluate_cnn_models(spec: TrainSpec, w: jax.Array, data: Data, num_classes: int) -> jax.Array:
+  """`evaluate` of M CNNs at once: `w (M, N)` -> metrics `(M, len(metric_names))`."""
+  if not spec.net.is_cnn:
+    raise ValueError("evaluate_cnn_models computes CNNs only; use evaluate_models for dense networks")
+  return evaluate(spec, w, data, num_classes, split_fn=cnn_models_split_metrics)
+
+
 @functools.lru_cache(maxsize=64)
 def batchable_evaluate(spec: TrainSpec, num_classes: int):
   """`evaluate` on (w, x_train, y_train, x_test, y_test), whose vmap over `w` alone is `evaluate_models`."""
@@ -95,8 +141,9 @@ def batchable_evaluate(spec: TrainSpec, num_classes: int):
 
   @fn.def_vmap
   def _rule(axis_size, in_batched, w, x_tr, y_tr, x_te, y_te):
-    if in_batched[0] and not any(in_batched[1:]) and not spec.net.is_cnn:
-      return evaluate_models(spec, w, Data(x_tr, y_tr, x_te, y_te, None), num_classes), True
+    if in_batched[0] and not any(in_batched[1:]):
+      models_fn = evaluate_cnn_models if spec.net.is_cnn else evaluate_models
+      return models_fn(spec, w, Data(x_tr, y_tr, x_te, y_te, None), num_classes), True
     in_axes = tuple(0 if b else None for b in in_batched)
     return jax.vmap(single, in_axes=in_axes, axis_size=axis_size)(w, x_tr, y_tr, x_te, y_te), True
 

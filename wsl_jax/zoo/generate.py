@@ -4,8 +4,9 @@
     zoo = generate("tetris_seed", out="zoos/tetris_seed")  # written to disk (resumable)
 
 Models are grouped into buckets by the discrete choices that change the program (activation,
-optimizer); initializers are selected per model inside a program. Each bucket runs in fixed-size
-chunks of the model axis (one compilation per bucket; the last chunk is padded), so memory stays
+optimizer); initializers are selected per model inside a program. Each bucket runs in equal
+chunks of at most `chunk_size` models (one compilation per bucket; the last chunk is padded to the
+others' size, by less than one model per chunk: `balanced_chunk_size`), so memory stays
 bounded whatever the zoo size. With several devices the model axis of a chunk is sharded over a
 `jax.sharding.Mesh` ("models" axis); the result is the same zoo as on one device to float tolerance.
 The chunks depend on `chunk_size` only; each is padded to a multiple of the device count, which changes
@@ -109,6 +110,17 @@ def trainer_inputs(bucket: Bucket, hp: dict[str, np.ndarray], models: np.ndarray
 
 def _chunks(models: np.ndarray, chunk: int) -> list[np.ndarray]:
   return [models[i:i + chunk] for i in range(0, len(models), chunk)]
+
+
+def balanced_chunk_size(models: int, chunk_size: int) -> int:
+  """The chunk size that splits `models` into as many chunks as `chunk_size` does, as evenly as possible.
+
+  Every chunk of a bucket runs the same compiled program, so the last one is padded to the chunk size;
+  equal chunks keep that padding below one model per chunk (64 models in chunks of 50: 2 x 32 instead of
+  50 + 14 padded to 50, which trained 100 models for 64).
+  """
+  chunks = -(-models // chunk_size)
+  return -(-models // chunks)
 
 
 def _pad(models: np.ndarray, size: int) -> np.ndarray:
@@ -261,7 +273,7 @@ def generate(preset: zoo_presets.ZooPreset | str, num_models: int | None = None,
                       for b in buckets]}
   work = []
   for b, bucket in enumerate(buckets):
-    size = min(chunk_size, len(bucket.models))  # the partition depends on chunk_size only
+    size = balanced_chunk_size(len(bucket.models), chunk_size)  # depends on chunk_size and the bucket only
     padded = -(-size // n_dev) * n_dev  # each chunk is padded to a multiple of the device count
     for c, models in enumerate(_chunks(bucket.models, size)):
       work.append((f"b{b}c{c}", bucket, models, padded))
