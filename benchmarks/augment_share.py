@@ -4,7 +4,7 @@ without augmentation, in the same run.
   python benchmarks/augment_share.py                              # tetris and paper-CNN layouts
   python benchmarks/augment_share.py --layouts paper_cnn --batch-size 100 --steps 3
 
-For each layout it compiles the real train step (`wsl_jax.train`: two views per sample, encoder, decoder,
+For each layout it compiles the real train step (`wsl_jax.hyperrep.train`: two views per sample, encoder, decoder,
 projection head, NT-Xent + MSE, Adam) twice: with the preset's augmentation (permutation from the
 original's table, erasing p 0.5) and with every augmentation step switched off (`AugmentConfig(permute=
 False, erase_p=0.0)`: the views are the input rows, as a step fed pre-augmented views would see them).
@@ -24,8 +24,9 @@ import time
 import jax
 import numpy as np
 
-from wsl_jax import configs, nets, train
-from wsl_jax.configs import AugmentConfig
+from wsl_jax.hyperrep import configs, train
+from wsl_jax.hyperrep.configs import AugmentConfig
+from wsl_jax.weights import nets
 
 LAYOUTS = {"tetris": ("tetris", nets.TETRIS_MLP), "paper_cnn": ("mnist_seed", nets.PAPER_CNN),
            "unterthiner_cnn": ("unterthiner_mnist", nets.UNTERTHINER_CNN)}

@@ -1,4 +1,4 @@
-"""Throughput of `wsl_jax.augment` (views/s) against a per-sample NumPy data loader, in one run.
+"""Throughput of `wsl_jax.hyperrep.augment` (views/s) against a per-sample NumPy data loader, in one run.
 
 The baseline does what the original PyTorch data loader did for each sample, one sample at a time:
 draw a row of a precomputed permutation table, gather `w[idx]`, add Gaussian noise (only when
@@ -50,8 +50,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsl_jax import augment, nets
-from wsl_jax.layout import Layout
+from wsl_jax.hyperrep import augment
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layout
 
 LAYOUTS = {"tetris": nets.TETRIS_MLP, "paper_cnn": nets.PAPER_CNN, "unterthiner_cnn": nets.UNTERTHINER_CNN}
 TABLE_SIZES = {"tetris": 120, "paper_cnn": 25_000, "unterthiner_cnn": 25_000}  # as the paper's loaders

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo import batched, presets
 from wsl_jax.zoo import train as zoo_train
 

@@ -45,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsl_jax import datasets, image_data, nets
+from wsl_jax.data import datasets, image_data
+from wsl_jax.weights import nets
 from wsl_jax.zoo import train as zoo_train
 
 NETS = {"paper": nets.PAPER_CNN, "unterthiner": nets.UNTERTHINER_CNN}

@@ -122,8 +122,8 @@ def zoo_generation(sizes: list[int], epochs: int, loop_models: int) -> dict[str,
 def tetris_seed_paper_slice(models: int, epochs: int, config_overrides: dict[str, Any]) -> dict[str, Any]:
   """Seconds per epoch of the paper's TETRIS-SEED encoder on the TETRIS-SEED zoo, and the projection to
   the paper's epoch count."""
-  from wsl_jax import configs, train
   from wsl_jax import zoo as zoo_lib
+  from wsl_jax.hyperrep import configs, train
   zoo = zoo_lib.generate("tetris_seed", num_models=models, progress=False)
   split = zoo.split()
   paper = configs.preset("tetris")

@@ -1,4 +1,4 @@
-"""Ridge alpha sweep: wsl_jax.probe against scikit-learn, on the same data in the same run.
+"""Ridge alpha sweep: wsl_jax.evaluation.probe against scikit-learn, on the same data in the same run.
 
     python benchmarks/probe_speed.py                       # (10k, 50), (50k, 100), (50k, 2464)
     python benchmarks/probe_speed.py --sizes 50000x100 --repeats 5
@@ -34,7 +34,7 @@ import sklearn
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
 
-from wsl_jax import probe
+from wsl_jax.evaluation import probe
 
 DEFAULT_SIZES = ("10000x50", "50000x100", "50000x2464")
 

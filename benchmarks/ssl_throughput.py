@@ -3,7 +3,7 @@
     python benchmarks/ssl_throughput.py                      # presets tetris and small, 1 device
     python benchmarks/ssl_throughput.py --presets tetris --devices 2 --steps 5
 
-For each preset it compiles the real train step (`wsl_jax.train`: two augmented views per sample,
+For each preset it compiles the real train step (`wsl_jax.hyperrep.train`: two augmented views per sample,
 encoder + decoder + projection head, NT-Xent + MSE, Adam with the plateau schedule) on a TETRIS-sized
 layout (N = 100) and times it. It prints one line per preset, e.g.
 
@@ -35,7 +35,7 @@ import time
 
 def _parse() -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--presets", nargs="+", default=["tetris", "small"], help="wsl_jax.configs preset names")
+  p.add_argument("--presets", nargs="+", default=["tetris", "small"], help="wsl_jax.hyperrep.configs preset names")
   p.add_argument("--devices", type=int, default=1, help="virtual CPU devices for data parallelism")
   p.add_argument("--steps", type=int, default=4, help="timed steps per repetition")
   p.add_argument("--repeats", type=int, default=3, help="repetitions (paired with matmul timings)")
@@ -52,11 +52,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from wsl_jax import configs, nets, train  # noqa: E402
-from wsl_jax.configs import TrainConfig  # noqa: E402
-from wsl_jax.layout import Layout  # noqa: E402
-from wsl_jax.models import ff_widths  # noqa: E402
-from wsl_jax.tokenize import Tokenizer  # noqa: E402
+from wsl_jax.hyperrep import configs, train  # noqa: E402
+from wsl_jax.hyperrep.configs import TrainConfig  # noqa: E402
+from wsl_jax.hyperrep.models import ff_widths  # noqa: E402
+from wsl_jax.hyperrep.tokenize import Tokenizer  # noqa: E402
+from wsl_jax.weights import nets  # noqa: E402
+from wsl_jax.weights.layout import Layout  # noqa: E402
 
 
 def model_flops_per_view(config: TrainConfig, layout: Layout) -> float:

@@ -1,7 +1,7 @@
 """The PyTorch side of `benchmarks/vs_pytorch.py`: zoo members and the SSL auto-encoder in plain PyTorch.
 
 Written here from the paper's description of the models (Schuerholt et al. 2021, §3 and appendix; the
-architectures of `wsl_jax.nets` and `wsl_jax.configs`), not copied from the original code. It imports
+architectures of `wsl_jax.weights.nets` and `wsl_jax.hyperrep.configs`), not copied from the original code. It imports
 NumPy and torch only, so that worker processes start without JAX. Everything is plain data in, numbers
 out: the architecture as `NetSpec.to_dict()`, hyper-parameters as dicts, arrays as NumPy.
 

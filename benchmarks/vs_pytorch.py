@@ -83,7 +83,6 @@ def torch_jobs(preset, hp: dict, models, workers: int, epochs: int) -> list[dict
 
 
 def bench_zoo(part: str, args) -> dict:
-  import jax
   import numpy as np
   import torch_reference
   from wsl_jax.zoo import generate as _  # noqa: F401  (registers the CNN presets)
@@ -141,8 +140,9 @@ def bench_ssl(args) -> list[dict]:
   import torch_reference
   sys.path.insert(0, HERE)
   ssl_bench = importlib.import_module("ssl_throughput")
-  from wsl_jax import configs, nets
-  from wsl_jax.tokenize import Tokenizer
+  from wsl_jax.hyperrep import configs
+  from wsl_jax.hyperrep.tokenize import Tokenizer
+  from wsl_jax.weights import nets
   layouts = {"tetris": nets.TETRIS_MLP, "paper_cnn": nets.PAPER_CNN}
   results = []
   for preset, layout_name, batch in SSL_CASES:

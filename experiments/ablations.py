@@ -21,7 +21,7 @@ setting is the paper's: AttN+t, EcD, permutation + erasing):
 
 Per cell: test reconstruction R² (`train.evaluate(result, w_test)["r2"]`; for Ec the decoder is not
 trained, its value is shown but meaningless, the paper prints "–"), the plain and the
-permutation-invariant R² of the un-augmented test weights (`wsl_jax.evaluate.reconstruction_r2`,
+permutation-invariant R² of the un-augmented test weights (`wsl_jax.evaluation.evaluate.reconstruction_r2`,
 `permutation_invariant_r2`), and downstream ridge R² (the paper's protocol: every probed checkpoint a
 sample, alpha chosen on validation) of epoch, test accuracy, ggap and the four per-class F1 scores on the
 frozen embeddings; mean ± sample std over the seeds S, S+1, ... Beside them, the PCA ceiling: the test
@@ -31,7 +31,7 @@ variants x Rec., Eph, Acc, GGap, F1C0..3) with the paper's value in brackets, th
 paper's qualitative findings hold (augmentation: permutation raises the test reconstruction R²;
 architecture: AttN+t is best downstream; loss: EcD is best downstream), with the numbers. A difference
 counts only where the difference of the seed means exceeds the larger std (`compare`,
-`wsl_jax.report.beats`); with one seed per cell (the smoke preset) nothing is decided.
+`wsl_jax.evaluation.report.beats`); with one seed per cell (the smoke preset) nothing is decided.
 
 Overrides: `--set KEY=VALUE ...` changes any setting of the preset (dotted keys of `get_config`'s
 config: `seeds`, `cells`, `ssl.*` (the reference cell, of which every cell is a variant), `zoo.first_models`,
@@ -174,7 +174,7 @@ class Config(pipeline.Config):
 
 def get_config(preset: str = "quick", study: str = "loss") -> Config:
   """The configuration of `preset` (smoke, quick, paper) for `study`."""
-  from wsl_jax import configs
+  from wsl_jax.hyperrep import configs
   # Every cell trains without checkpoints and without test monitoring (dozens of runs); the probes score
   # the encoder's embedding only.
   fields = {"experiment": NAME, "preset": preset, "study": study,
@@ -200,7 +200,7 @@ def get_config(preset: str = "quick", study: str = "loss") -> Config:
 
 def cell_config(study: str, cell: str, base):
   """The `TrainConfig` of one cell: `base` with the cell's augmentation, architecture or loss."""
-  from wsl_jax import configs
+  from wsl_jax.hyperrep import configs
   if study == "augmentation":
     loss, _, aug = cell.partition(" / ")
     if loss not in AUG_LOSSES or aug not in AUGMENTATIONS:
@@ -221,7 +221,7 @@ def cell_config(study: str, cell: str, base):
 def paper_values(study: str, cell: str) -> dict[str, float | None]:
   """The paper's numbers (percent) for a cell, keyed by our metric names: the paper's Ec+D row belongs
   to Ec+D(code), the loss its runs used (reference.md §9 B1); Ec+D (Eq. 3) was not run by the paper."""
-  from wsl_jax import paper_results
+  from wsl_jax.evaluation import paper_results
   if study == "augmentation":
     loss, _, aug = cell.partition(" / ")
     row = PAPER_ROW.get(loss, loss)
@@ -279,7 +279,7 @@ def run_jobs(config: Config, jobs: Sequence[pipeline.Job], ctx: pipeline.Context
 def run_cell(config: Config, cfg, zoo: Any, split: Any, seed: int) -> dict[str, Any]:
   """Train one cell's encoder (`TrainConfig` `cfg`) with `seed`; its test reconstruction R² and downstream
   probe R²."""
-  from wsl_jax import train
+  from wsl_jax.hyperrep import train
   t0 = time.perf_counter()
   result, recon = pipeline.fit_encoder(zoo, split, cfg, config.encoder, workdir=None, seed=seed, progress=False)
   w_test = zoo.samples(split.test)[0]
@@ -295,16 +295,16 @@ def run_cell(config: Config, cfg, zoo: Any, split: Any, seed: int) -> dict[str, 
 
 def reconstruction_r2(w: np.ndarray, rec: np.ndarray) -> float:
   """R² = 1 - SSE / SST of reconstructions of un-augmented weights, SST the summed per-position variance
-  (`wsl_jax.evaluate.reconstruction_r2`: the definition of `train.evaluate`, `losses.r2_from_sums`)."""
-  from wsl_jax import evaluate
+  (`wsl_jax.evaluation.evaluate.reconstruction_r2`: the definition of `train.evaluate`, `losses.r2_from_sums`)."""
+  from wsl_jax.evaluation import evaluate
   return evaluate.reconstruction_r2(w, rec)
 
 
 def permutation_invariant_r2(w: np.ndarray, rec: np.ndarray, layout: Any) -> float:
   """The same R² with each reconstruction aligned to its input by the best hidden-unit permutation
-  (`wsl_jax.evaluate.permutation_invariant_r2`), on at most `pipeline.RECON_MAX_ROWS` rows (a fixed random
+  (`wsl_jax.evaluation.evaluate.permutation_invariant_r2`), on at most `pipeline.RECON_MAX_ROWS` rows (a fixed random
   subset; every row in the smoke and quick presets)."""
-  from wsl_jax import evaluate
+  from wsl_jax.evaluation import evaluate
   if w.shape[0] > pipeline.RECON_MAX_ROWS:
     keep = np.sort(np.random.default_rng(0).choice(w.shape[0], pipeline.RECON_MAX_ROWS, replace=False))
     w, rec = w[keep], rec[keep]
@@ -352,9 +352,9 @@ def downstream_per_seed(stats: dict[str, dict[str, Any]]) -> list[float]:
 
 
 def compare(a: Sequence[float], b: Sequence[float]) -> str:
-  """"above" / "below" when the difference of means exceeds the larger std (`wsl_jax.report.beats`),
+  """"above" / "below" when the difference of means exceeds the larger std (`wsl_jax.evaluation.report.beats`),
   "level" otherwise, "undecided" with fewer than two seeds on a side (no spread measured)."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   if len(a) < 2 or len(b) < 2:
     return "undecided"
   return "above" if report.beats(a, b) else "below" if report.beats(b, a) else "level"
@@ -511,7 +511,7 @@ def tables(config: Config, done: dict[str, Any], ctx: pipeline.Context) -> tuple
 
 
 def _safe(cell: str) -> str:
-  from wsl_jax.report import safe_name
+  from wsl_jax.evaluation.report import safe_name
   return safe_name(cell.replace("+", "plus"))
 
 
@@ -532,8 +532,8 @@ def _load_run(path: str, cfg, seed: int) -> dict[str, Any] | None:
 # ---- plots and formatting --------------------------------------------------------------------------
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:
-  """{"mean", "std" (sample std, ddof 1, as `wsl_jax.report.mean_std`; 0 for one value), "values"} of the
-  finite numbers (None if there are none). Whether a cell beats another: `wsl_jax.report.beats` on the
+  """{"mean", "std" (sample std, ddof 1, as `wsl_jax.evaluation.report.mean_std`; 0 for one value), "values"} of the
+  finite numbers (None if there are none). Whether a cell beats another: `wsl_jax.evaluation.report.beats` on the
   per-seed values."""
   import numpy as np
   vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -579,7 +579,7 @@ def plot_cells(cells: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Se
                title: str = "", paper: Mapping[str, Mapping[str, float | None]] | None = None) -> str:
   """Grouped bar chart: one group per metric, one bar per cell (mean, std as error bar); paper values
   (percent) as black ticks."""
-  from wsl_jax.report import _figure, _save_figure
+  from wsl_jax.evaluation.report import _figure, _save_figure
 
   names = list(cells)
   styles = _bar_styles(names)

@@ -29,7 +29,7 @@ Per zoo:
          and activation function": VAR computed within each (init, activation) group, averaged over the
          groups (unweighted); equal to VAR for MNIST-SEED (one group);
   VARp   (ours, not in the paper) VAR after bringing every sample into the canonical form of its
-         hidden-unit permutation class (`wsl_jax.augment.canonicalize`), i.e. after aligning the models;
+         hidden-unit permutation class (`wsl_jax.hyperrep.augment.canonicalize`), i.e. after aligning the models;
   R_tr, R_tes  reconstruction R² of the EcD hyper-representation on every checkpoint of the train / test
          models (the paper: a reference Ec+D; we train EcD, the loss of the probe columns);
   probes (paper protocol: every checkpoint, split by model 70/15/15, ridge R² with alpha chosen on
@@ -68,7 +68,7 @@ Presets (the 2-core development machine, shared with other jobs):
          reconstruction scores 14 s, probes 29 s, report 36 s, tables 19 s); zoo generation 81 s (cold,
          same load). The five-zoo run was not timed: the shared cores did not allow it in this session.
   paper  the paper's zoos (1000 models each, 50 epochs, full data, the full HYP grid) and the original
-         configs of each zoo's hyper-representation (`wsl_jax.configs.preset("mnist_seed")`, ...,
+         configs of each zoo's hyper-representation (`wsl_jax.hyperrep.configs.preset("mnist_seed")`, ...,
          500 epochs); a GPU job, not run (no GPU was lent to the development sessions).
 
 Expected result (from the paper's qualitative findings): VARc < VAR for the fixed-seed HYP zoos,
@@ -189,7 +189,7 @@ def get_config(preset: str = "quick", data: str | None = None) -> Config:
 
 # The quick encoder, chosen on the VALIDATION models of DIGITS8-SEED (200 models, split seed 42; the test
 # models were not looked at): a scratch script (/tmp, not kept) trained each candidate on the training
-# models' 11 checkpoints (1540 samples) with `wsl_jax.train.fit`, measured the reconstruction R² on every
+# models' 11 checkpoints (1540 samples) with `wsl_jax.hyperrep.train.fit`, measured the reconstruction R² on every
 # checkpoint of the 30 validation models and the ridge probes of its embedding fitted on 85 % of the
 # training models (alpha on the other 15 %) and scored on the validation models. Every candidate: AttN
 # (neuron tokens, no compression token: the latent reads the whole token sequence, so its rank is not
@@ -222,7 +222,7 @@ def quick_ssl():
 
 def jobs(config: Config, loaded: Any) -> list[pipeline.Job]:
   """The five zoos, each with its report and encoder in a folder of its own."""
-  from wsl_jax import configs
+  from wsl_jax.hyperrep import configs
   out = []
   data = config.zoo.data
   for base, models in config.zoos:
@@ -268,7 +268,7 @@ def zoo_variances(zoo: Any, canonical: bool = True) -> dict[str, float]:
   out = {"VAR": weight_variance(w), "VARc": grouped_variance(w, groups), "groups": int(np.unique(groups).size),
          "samples": int(w.shape[0])}
   if canonical:
-    from wsl_jax import augment
+    from wsl_jax.hyperrep import augment
     canon = np.concatenate([np.asarray(augment.canonicalize(w[i:i + 512], zoo.layout))
                             for i in range(0, w.shape[0], 512)])
     out["VARp"] = weight_variance(canon)
@@ -279,7 +279,7 @@ def zoo_variances(zoo: Any, canonical: bool = True) -> dict[str, float]:
 
 def tables(config: Config, runs: dict[str, pipeline.ZooRun], ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
   """Table 4: the variances and reconstruction R² of every zoo (top) and each zoo's probes (bottom)."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   per_zoo = {base: {"label": r.job.label, "paper_label": LABELS[PAPER_ZOO[base]],
                     "variances": zoo_variances(r.zoo, config.canonical_variance),
                     "reconstruction_r2": r.recon, "pca_ceiling": pca_ceiling(r),
@@ -317,7 +317,7 @@ def pca_ceiling(r: pipeline.ZooRun) -> dict[str, Any]:
 
 def top_table(per_zoo: dict[str, dict[str, Any]]) -> tuple[str, dict[str, dict[str, float | None]]]:
   """Markdown of Table 4 (top) with the paper's values (each zoo's MNIST design), and the values as a dict."""
-  from wsl_jax import paper_results
+  from wsl_jax.evaluation import paper_results
   paper = paper_results.TABLES["table4_generating_factors"]
   rows = {}
   lines = ["**Table 4 (top): weight variance and EcD reconstruction R² (paper: Ec+D)**", "",
@@ -347,8 +347,8 @@ def top_table(per_zoo: dict[str, dict[str, Any]]) -> tuple[str, dict[str, dict[s
 def plot_variances(rows: dict[str, dict[str, float | None]], paper_labels: dict[str, str], path: str) -> str:
   """Bar chart of VAR, VARc, VARp per zoo with the paper's VAR / VARc (`paper_labels`: each zoo's row in
   the paper) as ticks."""
-  from wsl_jax import paper_results
-  from wsl_jax.report import _figure, _save_figure
+  from wsl_jax.evaluation import paper_results
+  from wsl_jax.evaluation.report import _figure, _save_figure
   paper = paper_results.TABLES["table4_generating_factors"]
   labels = list(rows)
   fig = _figure(figsize=(9, 3.8))

@@ -39,13 +39,13 @@ Presets (the 2-core development machine, shared; compile times dominate on a col
          running beside it on the 2 cores): zoo 452 s, encoder 940 s, probes 385 s, report 15 s. Expect
          roughly half on an idle machine.
   paper  30000 models, 86 epochs, full data, batch 512 and the original config of the data set's
-         hyper-representation (`wsl_jax.configs.preset("unterthiner_mnist")`, ...); a GPU job, not
+         hyper-representation (`wsl_jax.hyperrep.configs.preset("unterthiner_mnist")`, ...); a GPU job, not
          run (no GPU was lent to the development sessions).
 
 Fixed issue: generating the smoke zoo (8 models, five initializers) used to hang in XLA with the CPU
 idle on 1 and 2 CPU devices: the Orthogonal initializer called jaxlib 0.10's batched LAPACK QR, whose
 kernel waits on the intra-op thread pool it runs on (gdb: both pool threads inside lapack_sgeqrf_ffi's
-ParallelBatchMap). It is now plain XLA Gram-Schmidt (`wsl_jax.nets.orthonormalize_columns`); the
+ParallelBatchMap). It is now plain XLA Gram-Schmidt (`wsl_jax.weights.nets.orthonormalize_columns`); the
 repro that hung 4 times out of 4 runs 4 out of 4 (about 35 s).
 
 Expected result: the paper's ordering (EcD > s(W) > W for epoch, accuracy, lr, dropout; W best for the
@@ -97,7 +97,7 @@ def get_config(preset: str = "quick") -> pipeline.Config:
 def jobs(config: pipeline.Config, loaded: Any) -> list[pipeline.Job]:
   """One zoo: generated on `zoo.data`, or `loaded` from `zoo.path` (its data set picks the paper's column
   and config)."""
-  from wsl_jax import configs
+  from wsl_jax.hyperrep import configs
   dataset = loaded[0].dataset if loaded is not None else config.zoo.data
   label = f"{dataset.upper()}-HYP"
   ssl = config.ssl if config.ssl is not None else configs.preset(pipeline.UNTERTHINER_SSL.get(dataset,
@@ -110,7 +110,7 @@ def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
            ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
   """Table 6 beside the paper's column of the data set, and the reconstruction R² of every split.
   (table.{md,csv,json} hold the table with every probe's details; results.* add the rest.)"""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   run = pipeline.only(runs)
   dataset = run.job.key
   rec_line = (f"EcD reconstruction R² (every checkpoint): train {100 * run.recon['train']:.1f}%, "

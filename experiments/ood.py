@@ -7,7 +7,7 @@ One Unterthiner et al.-style zoo (preset `unterthiner_hyp`, 4970 parameters what
 data set. For every training zoo: the EcD encoder is trained on its training models, and for W, s(W)
 and EcD a ridge probe of the generalisation gap (and of test accuracy) is fitted on its train split
 (alpha on its validation split); the fitted features and probe are then applied unchanged to the test
-models of every zoo (`wsl_jax.evaluate.evaluate_ood`), scored by Kendall's tau over every checkpoint of
+models of every zoo (`wsl_jax.evaluation.evaluate.evaluate_ood`), scored by Kendall's tau over every checkpoint of
 those models. The diagonal is in-distribution. Rows: training zoo; columns: evaluated zoo.
 
 Data sets: `--datasets` names them (each must be available: a missing one stops the run with the message
@@ -105,7 +105,7 @@ def get_config(preset: str = "quick") -> Config:
 
 def jobs(config: Config, loaded: Any) -> list[pipeline.Job]:
   """One zoo per data set (each named one must be available: `DataNotFoundError` otherwise)."""
-  from wsl_jax import configs
+  from wsl_jax.hyperrep import configs
   if config.datasets:
     for d in config.datasets:
       pipeline.require_data(d)
@@ -174,7 +174,7 @@ def tau_matrix(evaluations: dict[str, Any], datasets: Sequence[str], target: str
 
 def paper_matrix(datasets: Sequence[str], method: str) -> np.ndarray:
   """Table 7's GGap taus for the zoos that have a paper counterpart (NaN elsewhere)."""
-  from wsl_jax import paper_results
+  from wsl_jax.evaluation import paper_results
   m = np.full((len(datasets), len(datasets)), np.nan)
   for i, tr in enumerate(datasets):
     for j, ev in enumerate(datasets):
@@ -201,7 +201,7 @@ def matrix_markdown(ours: np.ndarray, paper: np.ndarray | None, datasets: Sequen
 
 def plot_heatmaps(matrices: dict[str, dict[str, np.ndarray]], datasets: Sequence[str], path: str) -> str:
   """One Kendall's tau heatmap per (target, method), values written in the cells."""
-  from wsl_jax.report import _figure, _save_figure
+  from wsl_jax.evaluation.report import _figure, _save_figure
   targets = list(matrices)
   methods = list(next(iter(matrices.values())))
   n = len(datasets)

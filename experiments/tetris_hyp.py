@@ -119,7 +119,7 @@ def jobs(config: pipeline.Config, loaded: Any) -> list[pipeline.Job]:
 def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
            ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
   """Table 5 (right) with the paper's numbers, the diverged models excluded, the reconstruction R²."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   run = pipeline.only(runs)
   n_diverged = int(run.zoo.diverged.sum())
   excluded = int(run.evaluation.excluded_diverged.get("zoo", n_diverged))

@@ -142,7 +142,7 @@ def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
            ctx: pipeline.Context) -> tuple[dict[str, Any], str]:
   """Table 5 (left) with the paper's numbers, and the test reconstruction R² (mean ± std with several
   encoder seeds, then also where EcD beats s(W) beyond the spread)."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   run = pipeline.only(runs)
   lines = [f"EcD test reconstruction R²: {pipeline.recon_text(run)} (paper: 84.1%)"]
   results = {**pipeline.header(config, ctx), "table": report.to_json_dict(run.table),
@@ -159,7 +159,7 @@ def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
 
 def beats_sw(table: Any) -> dict[str, bool]:
   """target -> whether EcD's per-seed scores are above s(W) by more than their std (`report.beats`)."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   return {t: report.beats(table.scores(t, "EcD"), table.scores(t, "s(W)")) for t in table.rows}
 
 

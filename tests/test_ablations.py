@@ -137,7 +137,7 @@ def test_paper_columns_belong_to_the_loss_the_paper_ran():
 
 
 def test_augmentation_cells():
-  from wsl_jax import configs
+  from wsl_jax.hyperrep import configs
   base = configs.preset("tetris")
   none = ablations.cell_config("augmentation", "ED / none", base)
   assert (none.augment.permute, none.augment.erase_p, none.augment.noise_std) == (False, 0.0, 0.0)

@@ -1,4 +1,4 @@
-"""Tests for wsl_jax.augment: function preservation, permutation algebra, erasing statistics, no retracing.
+"""Tests for wsl_jax.hyperrep.augment: function preservation, permutation algebra, erasing statistics, no retracing.
 
 Compilation dominates the runtime on CPU, so the tests share one batch shape `(ROWS, N)` per
 architecture and cache the weights, the permuted batches and the jitted forward passes.
@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from wsl_jax import augment, nets
-from wsl_jax.layout import Layout
-from wsl_jax.nets import ConvBlock, NetSpec
+from wsl_jax.hyperrep import augment
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layout
+from wsl_jax.weights.nets import ConvBlock, NetSpec
 
 # Small architectures covering every permutation rule: several hidden layers, with and without
 # biases, conv -> conv (whole kernels move with input channels), conv -> flatten -> dense (blocks of

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from sklearn.decomposition import KernelPCA as SkKernelPCA
 
-from wsl_jax import baselines, nets
+from wsl_jax.evaluation import baselines
+from wsl_jax.weights import nets
 
 
 def _weights(layout, samples, seed=0):

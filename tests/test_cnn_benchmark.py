@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 
 _PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "cnn_zoo_throughput.py"
 _spec = importlib.util.spec_from_file_location("cnn_zoo_throughput", _PATH)

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsl_jax import nets
-from wsl_jax.layout import Layer, Layout
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layer, Layout
 
 CNNS = {"paper": nets.PAPER_CNN, "unterthiner": nets.UNTERTHINER_CNN}
 apply = jax.jit(nets.apply, static_argnames=("spec", "activation", "conv_impl"))  # eager: one dispatch per op

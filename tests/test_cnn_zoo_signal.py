@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsl_jax import datasets, nets
+from wsl_jax.data import datasets
+from wsl_jax.weights import nets
 from wsl_jax.zoo import cnn_presets, diagnostics, presets
 
 apply = jax.jit(nets.apply, static_argnames=("spec", "activation", "conv_impl"))

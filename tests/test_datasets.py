@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from wsl_jax import datasets
+from wsl_jax.data import datasets
 
 
 def test_tetris_is_deterministic_balanced_and_documented_size():

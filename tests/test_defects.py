@@ -10,8 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from wsl_jax import nets, probe, train
-from wsl_jax.layout import Layer, Layout
+from wsl_jax.evaluation import probe
+from wsl_jax.hyperrep import train
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layer, Layout
 from wsl_jax.zoo import Split, Zoo, split_models
 
 

@@ -52,7 +52,8 @@ def test_two_encoder_seeds_report_mean_and_std(tmp_path):
 def test_reconstruction_context_scores_the_test_rows(tetris_zoo):
   """On a trained encoder: the plain score is `evaluate.reconstruction_r2` of the test rows at the encoder's
   checkpoints, the invariant one at least that, and the PCA ceiling the diagnostic's on the same rows."""
-  from wsl_jax import evaluate, train
+  from wsl_jax.evaluation import evaluate
+  from wsl_jax.hyperrep import train
   from wsl_jax.zoo import diagnostics
   zoo = tetris_zoo.subset(models=np.arange(40), checkpoints=np.arange(0, 76, 15))
   split = zoo.split()

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from wsl_jax import baselines, evaluate, nets, probe
+from wsl_jax.evaluation import baselines, evaluate, probe
+from wsl_jax.weights import nets
 from wsl_jax.zoo.core import Split, Zoo
 
 FAST = ("W", "s(W)")  # skip kernel PCA where a test is not about it
@@ -158,7 +159,7 @@ def test_generated_tetris_seed_zoo_s_w_beats_w(tetris_zoo):
 
 # ---- reconstruction scores ----------------------------------------------------------------------------
 
-from wsl_jax.layout import Layout  # noqa: E402
+from wsl_jax.weights.layout import Layout  # noqa: E402
 
 RECON_LAYOUTS = {"tetris": nets.TETRIS_MLP.layout(), "mlp2": Layout.mlp([6, 4, 3, 2]),
                  "cnn": nets.PAPER_CNN.layout()}

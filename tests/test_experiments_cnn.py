@@ -14,7 +14,7 @@ import pytest
 
 import smoke_results
 from experiments import generating_factors, hyp_zoos, ood, pipeline
-from wsl_jax import datasets, image_data
+from wsl_jax.data import datasets, image_data
 
 
 @pytest.fixture(scope="session")

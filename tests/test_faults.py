@@ -137,7 +137,7 @@ def test_overwrite_replaces_only_a_zoo_of_ours_with_nothing_else_in_it(tmp_path,
 
 
 def test_unterthiner_export_never_replaces_a_downloaded_data_set(tmp_path, reference):
-  from wsl_jax import nets
+  from wsl_jax.weights import nets
   downloaded = tmp_path / "mnist"
   downloaded.mkdir()
   for name in ("weights.npy", "metrics.csv", "layout.csv"):

@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from wsl_jax import datasets, image_data
+from wsl_jax.data import datasets, image_data
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from wsl_jax import nets
-from wsl_jax.layout import Layer, Layout
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layer, Layout
 
 
 def test_tetris_layout_matches_the_original_index_dict():

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from wsl_jax import losses
+from wsl_jax.hyperrep import losses
 
 # Jitted once each: eager dispatch would compile every primitive separately.
 ntxent = jax.jit(losses.ntxent)

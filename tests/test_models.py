@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from wsl_jax import configs, models, nets
-from wsl_jax.configs import ModelConfig
+from wsl_jax.hyperrep import configs, models
+from wsl_jax.hyperrep.configs import ModelConfig
+from wsl_jax.weights import nets
 
 TINY = ModelConfig(dim=16, heads=2, ff_dim=32, blocks=1, latent_dim=8, head_layers=1, head_hidden=12,
                    head_out=6, ff_hidden_layers=2)

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsl_jax import nets
-from wsl_jax.layout import Layer, Layout
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layer, Layout
 
 MLP_SPECS = [nets.TETRIS_MLP, nets.NetSpec((7,), 3, hidden=(6, 5), bias=True)]
 

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsl_jax import augment, configs, losses, nets, train
-from wsl_jax.configs import AugmentConfig, LossConfig, ModelConfig, TrainConfig
+from wsl_jax.hyperrep import augment, configs, losses, train
+from wsl_jax.hyperrep.configs import AugmentConfig, LossConfig, ModelConfig, TrainConfig
+from wsl_jax.weights import nets
 
 LAYOUT = nets.TETRIS_MLP.layout()
 

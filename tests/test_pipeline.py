@@ -176,7 +176,7 @@ def test_encoder_checkpoints():
 def test_cap_batch_size_and_drop_nonfinite(tetris_zoo, monkeypatch):
   """`fit_encoder` with the CNN experiments' rules: rows with non-finite weights are left out, the batch is
   capped at the training samples (multiple of 4); TETRIS's rules: every row, the batch as configured."""
-  from wsl_jax import train
+  from wsl_jax.hyperrep import train
   seen = {}
 
   def fake_fit(config, w_train, w_val, w_test, **kw):

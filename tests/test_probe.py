@@ -8,7 +8,7 @@ import scipy.stats
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score as sk_r2
 
-from wsl_jax import probe
+from wsl_jax.evaluation import probe
 
 
 def _regression_data(n, d, t, seed=0, noise=1.0):

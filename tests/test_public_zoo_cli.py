@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from wsl_jax import evaluate
 from wsl_jax import zoo as zoo_lib
+from wsl_jax.evaluation import evaluate
 from wsl_jax.zoo import __main__ as zoo_cli
 from wsl_jax.zoo import formats
 

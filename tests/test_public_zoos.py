@@ -17,7 +17,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from wsl_jax import nets, outputs
+from wsl_jax import outputs
+from wsl_jax.weights import nets
 from wsl_jax.zoo import formats, hsg, nfn, sane, torchfile, unterthiner
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo.core import Zoo

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
+from wsl_jax.evaluation import evaluate, paper_results, report
 from wsl_jax.zoo.io import atomic_write
-from wsl_jax import evaluate, paper_results, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -13,8 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from wsl_jax import nets, train
-from wsl_jax.configs import LossConfig, ModelConfig, TrainConfig
+from wsl_jax.hyperrep import train
+from wsl_jax.hyperrep.configs import LossConfig, ModelConfig, TrainConfig
+from wsl_jax.weights import nets
 
 LAYOUT = nets.TETRIS_MLP.layout()
 CONFIG = dict(batch_size=32, lr=3e-3, eval_every=1, checkpoint_every=1, eval_batch_size=64)
@@ -29,8 +30,9 @@ SCRIPT = textwrap.dedent("""
         pass
     jax.distributed.initialize(coordinator_address="127.0.0.1:" + sys.argv[2], num_processes=2,
                                process_id=int(sys.argv[1]))
-    from wsl_jax import nets, train
-    from wsl_jax.configs import LossConfig, ModelConfig, TrainConfig
+    from wsl_jax.hyperrep import train
+    from wsl_jax.hyperrep.configs import LossConfig, ModelConfig, TrainConfig
+    from wsl_jax.weights import nets
     layout = nets.TETRIS_MLP.layout()
     config = TrainConfig(model=ModelConfig(dim=16, heads=2, ff_dim=32, blocks=1, latent_dim=8, head_layers=1,
                                            head_hidden=16, head_out=8),

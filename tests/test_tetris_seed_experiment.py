@@ -94,7 +94,7 @@ def test_overrides():
 
 def test_beats_sw_needs_the_margin_beyond_the_spread():
   """EcD "beats" s(W) on a target only where its seed mean is above s(W) by more than its sample std."""
-  from wsl_jax import report
+  from wsl_jax.evaluation import report
   rows = ("epoch", "test_acc", "ggap")
   per_seed = {"epoch": {"EcD": (0.96, 0.97, 0.98)},      # mean 0.97, std 0.01: 0.8 points above s(W)
               "test_acc": {"EcD": (0.90, 0.91, 0.92)},   # 2 points above 0.89, std 1: beats

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsl_jax import nets
-from wsl_jax.layout import Layer, Layout
-from wsl_jax.tokenize import Tokenizer, neuron_tokens, weight_tokens
+from wsl_jax.hyperrep.tokenize import Tokenizer, neuron_tokens, weight_tokens
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layer, Layout
 
 LAYOUTS = {
     "tetris_no_bias": nets.TETRIS_MLP.layout(),

@@ -9,8 +9,9 @@ import numpy as np
 import optax
 import pytest
 
-from wsl_jax import configs, nets, train
-from wsl_jax.configs import AugmentConfig, LossConfig, ModelConfig, TrainConfig
+from wsl_jax.hyperrep import configs, train
+from wsl_jax.hyperrep.configs import AugmentConfig, LossConfig, ModelConfig, TrainConfig
+from wsl_jax.weights import nets
 
 LAYOUT = nets.TETRIS_MLP.layout()
 # One small configuration for every run in this file, so that they share compiled steps.
@@ -403,7 +404,7 @@ def test_resume_after_sigkill(tmp_path):
 import os, sys, numpy as np
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 from test_train import TINY, W_TRAIN, W_VAL, LAYOUT
-from wsl_jax import train
+from wsl_jax.hyperrep import train
 r = train.fit(TINY.replace(epochs=6), W_TRAIN, W_VAL, layout=LAYOUT, workdir=sys.argv[1], seed=5, devices=1,
               progress=False)
 np.save(os.path.join(sys.argv[1], "params.npy"), np.asarray(r.state["params"]))

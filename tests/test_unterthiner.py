@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo import presets, train, unterthiner
 from wsl_jax.zoo.io import ZooFormatError
 

@@ -3,12 +3,11 @@ networks with wsl_jax's parameter counts and trains and evaluates them (when PyT
 
 import importlib.util
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 
 _DIR = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wsl_jax import datasets, nets
 from wsl_jax import zoo as zoo_lib
+from wsl_jax.data import datasets
+from wsl_jax.weights import nets
 from wsl_jax.zoo import __main__ as zoo_cli
 from wsl_jax.zoo import presets
 from wsl_jax.zoo import batched, metrics

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from wsl_jax import datasets, image_data
 from wsl_jax import zoo as zoo_lib
+from wsl_jax.data import datasets, image_data
 from wsl_jax.zoo import presets
 
 gen = importlib.import_module("wsl_jax.zoo.generate")  # the module (the package exports the function)

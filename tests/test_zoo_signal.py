@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo import core, diagnostics, presets
 
 
@@ -161,7 +161,7 @@ def test_sign_flip_of_a_hidden_unit_is_a_symmetry_of_training_only_for_tanh(acti
   flipped net along the flipped path, so a weight's sign carries nothing a linear probe could use.
   ReLU is not odd: the flipped net is another function."""
   import types
-  from wsl_jax import datasets
+  from wsl_jax.data import datasets
   from wsl_jax.zoo.train import make_optimizer
   data = datasets.load("tetris")
   x, y = jnp.asarray(data.x_train[:50]), jnp.asarray(data.y_train[:50])

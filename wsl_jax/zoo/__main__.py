@@ -103,7 +103,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _probe(args: argparse.Namespace) -> None:
-  from wsl_jax import baselines, evaluate, report
+  from wsl_jax.evaluation import baselines, evaluate, report
   from wsl_jax.zoo import formats
   zoo = formats.load_any(args.source, args.format, **_reader_options(args))
   split = formats.source_split(zoo)

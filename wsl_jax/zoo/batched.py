@@ -18,7 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo.metrics import (cross_entropy, evaluate, logits_stats, metrics_vector, net_logits,
                                  summed_over_chunks, train_eval_split)
 from wsl_jax.zoo.spec import Data, TrainSpec

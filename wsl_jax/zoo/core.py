@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsl_jax import nets
-from wsl_jax.layout import Layout
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layout
 
 
 def as_indices(values: Any, size: int, name: str, what: str = "model") -> np.ndarray:
@@ -54,7 +54,7 @@ class Split:
 
   Each part must be a 1-D array of non-negative integers (a float or boolean array raises a
   ValueError); whether the indices exist in a zoo, and are disjoint, is checked where the split is used
-  (`Zoo.samples`, `wsl_jax.evaluate`).
+  (`Zoo.samples`, `wsl_jax.evaluation.evaluate`).
   """
 
   train: np.ndarray

@@ -11,7 +11,7 @@ Per checkpoint (over the models that did not diverge, `Zoo.diverged` False):
 
 Beside it, the **analytic variance at initialisation** of the same quantity: for every model its
 initializer (`hparams["init"]`, else the preset's fixed one) gives each layer's weights a mean and a
-variance (`init_moments`: PyTorch / Keras semantics of `wsl_jax.nets`, fans from the `Layout`; biases are
+variance (`init_moments`: PyTorch / Keras semantics of `wsl_jax.weights.nets`, fans from the `Layout`; biases are
 constants and add no variance); the zoo is a mixture of its models' initializers, so per parameter the
 across-model variance is E[second moment] - E[mean]^2 over the models, then averaged over parameters as
 above. At epoch 0 the measured value should match it up to sampling noise; a trained zoo moves away
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo.core import Split, Zoo
 
 DEFAULT_KS = (8, 16, 32, 64)
@@ -42,7 +42,7 @@ DEFAULT_KS = (8, 16, 32, 64)
 
 def init_moments(init: str, fan_in: int, fan_out: int, out_units: int,
                  init_std: float = nets.DEFAULT_INIT_STD) -> tuple[float, float] | None:
-  """(mean, variance) of one weight drawn by `init` (`wsl_jax.nets.init_layer_weight`); None if unknown."""
+  """(mean, variance) of one weight drawn by `init` (`wsl_jax.weights.nets.init_layer_weight`); None if unknown."""
   if init == "uniform":
     return 0.5, 1.0 / 12.0
   if init == "normal":

@@ -55,8 +55,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from wsl_jax import datasets, image_data, nets, outputs
+from wsl_jax import outputs
+from wsl_jax.data import datasets, image_data
 from wsl_jax.progress import progress_bar
+from wsl_jax.weights import nets
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo import presets as zoo_presets
 from wsl_jax.zoo.core import Zoo

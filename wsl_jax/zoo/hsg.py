@@ -56,7 +56,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from wsl_jax import nets, outputs
+from wsl_jax import outputs
+from wsl_jax.weights import nets
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo import torchfile
 from wsl_jax.zoo.core import Zoo

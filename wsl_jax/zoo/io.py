@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import nets, outputs
+from wsl_jax import outputs
+from wsl_jax.weights import nets
 from wsl_jax.outputs import atomic_write, atomic_write_text  # noqa: F401  (the writer; re-exported)
-from wsl_jax.layout import Layout
+from wsl_jax.weights.layout import Layout
 from wsl_jax.zoo.core import Zoo
 
 FORMAT_VERSION = 1

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo.spec import Data, TrainSpec
 
 def kernel_mask(spec: TrainSpec) -> np.ndarray:

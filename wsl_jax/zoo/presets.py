@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo.train import CONTINUOUS_HPARAMS, OPTIMIZERS
 
 DISCRETE_HPARAMS = ("activation", "init", "optimizer")
@@ -89,7 +89,7 @@ class ZooPreset:
   Attributes:
     name: preset name.
     net: architecture.
-    dataset: data set name (`wsl_jax.datasets.load`).
+    dataset: data set name (`wsl_jax.data.datasets.load`).
     epochs: training epochs.
     batch_size: mini-batch size.
     num_models: default zoo size (sized for 2 CPU cores where the paper's is larger).

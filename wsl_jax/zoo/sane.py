@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import nets
-from wsl_jax.layout import Layout
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layout
 from wsl_jax.zoo import torchfile
 from wsl_jax.zoo.core import Zoo
 from wsl_jax.zoo.hsg import guess_dataset

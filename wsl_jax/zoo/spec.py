@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 # Continuous per-model hyper-parameters every compiled program takes (with these defaults).

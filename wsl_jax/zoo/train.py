@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from wsl_jax import nets
+from wsl_jax.weights import nets
 from wsl_jax.zoo.batched import batchable_ce_value_and_grad, batchable_evaluate, evaluate_models  # noqa: F401
 from wsl_jax.zoo.metrics import cross_entropy, evaluate, kernel_mask, net_logits, train_eval_indices  # noqa: F401
 from wsl_jax.zoo.spec import (CONTINUOUS_HPARAMS, OPTIMIZERS, Data, HParams, Record, TrainSpec,  # noqa: F401
@@ -186,8 +186,8 @@ def compiled_trainer(spec: TrainSpec, mesh: jax.sharding.Mesh | None = None):
   `shard_map`: models are independent, so the program has no cross-device communication. (Letting the
   SPMD partitioner shard a plain `jit` inserted collectives; XLA's virtual CPU devices share one thread
   pool, and a collective across them aborted an SSL run on the 2-core machine, see
-  `wsl_jax.train.default_device_count`. The zoo hang once blamed on them was the LAPACK QR deadlock
-  fixed in `wsl_jax.nets.orthonormalize_columns`.)
+  `wsl_jax.hyperrep.train.default_device_count`. The zoo hang once blamed on them was the LAPACK QR deadlock
+  fixed in `wsl_jax.weights.nets.orthonormalize_columns`.)
   """
   fn = jax.vmap(functools.partial(train_one, spec=spec), in_axes=(0, 0, None))
   if mesh is not None:

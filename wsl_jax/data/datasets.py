@@ -155,7 +155,7 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 
 # Modules that register more data sets (they import this registry, never the other way round at import
 # time: they are imported on first use of the registry, which keeps the import graph acyclic).
-PROVIDERS = ("wsl_jax.image_data",)
+PROVIDERS = ("wsl_jax.data.image_data",)
 
 
 def register(name: str, loader: Callable[..., Dataset]) -> None:

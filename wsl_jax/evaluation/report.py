@@ -17,7 +17,8 @@ target and method).
 
 Example (one call: evaluate the zoo, write table and plots, return both):
   >>> import os
-  >>> from wsl_jax import report, zoo
+  >>> from wsl_jax import zoo
+  >>> from wsl_jax.evaluation import report
   >>> z = zoo.generate("tetris_seed", num_models=20, epochs=2, progress=False)
   >>> evaluation, table = report.report_zoo(z, "out/tetris_seed")
   >>> sorted(f for f in os.listdir("out/tetris_seed") if not f.endswith(".png"))
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import evaluate, paper_results
+from wsl_jax.evaluation import evaluate, paper_results
 from wsl_jax.zoo.io import atomic_write, atomic_write_text
 
 TABLE_FORMAT_VERSION = 1
@@ -297,7 +298,7 @@ def to_markdown(table: ResultTable) -> str:
     lines += ["", f"{', '.join(seeded)}: mean ± std (sample std) over {'/'.join(map(str, counts))} seeds of the "
               "encoder; the other columns do not depend on its seed."]
   if table.paper_source:
-    lines += ["", f"Paper columns: `{table.paper_source}` (wsl_jax.paper_results)."]
+    lines += ["", f"Paper columns: `{table.paper_source}` (wsl_jax.evaluation.paper_results)."]
   if table.notes:
     lines += [""] + [f"- {n}" for n in table.notes]
   return "\n".join(lines) + "\n"

@@ -42,7 +42,7 @@ constant sample (undefined).
 
 Example:
   >>> import numpy as np
-  >>> from wsl_jax import probe
+  >>> from wsl_jax.evaluation import probe
   >>> rng = np.random.default_rng(0)
   >>> x, w = rng.normal(size=(300, 5)), rng.normal(size=5)
   >>> y = x @ w + 0.1 * rng.normal(size=300)

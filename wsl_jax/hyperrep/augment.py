@@ -1,7 +1,7 @@
 """Function-preserving weight augmentations: permute → noise → erase, jit-compiled and batched.
 
 Every function takes an explicit PRNG key and a flat weight vector `w` of shape `(N,)` or a batch
-`(B, N)` (in `Layout` order, see `wsl_jax.layout`); the rows of a batch get independent randomness,
+`(B, N)` (in `Layout` order, see `wsl_jax.weights.layout`); the rows of a batch get independent randomness,
 and so do the layers of a network. All functions are jit-compiled, work under `jax.jit` and
 `jax.vmap` (e.g. over keys), keep shapes static, and take a `Layout` (hashable) as a static argument.
 Strengths (noise std, erase probability and scale, fill value) are traced: changing them does not
@@ -29,7 +29,8 @@ recompile.
 
 Example:
   >>> import jax
-  >>> from wsl_jax import augment, nets
+  >>> from wsl_jax.hyperrep import augment
+  >>> from wsl_jax.weights import nets
   >>> layout = nets.TETRIS_MLP.layout()
   >>> batch = jax.numpy.ones((8, layout.num_params))
   >>> view_i, view_j = augment.two_views(jax.random.key(1), batch, layout, noise_std=0.01)
@@ -49,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wsl_jax.layout import Layout
+from wsl_jax.weights.layout import Layout
 
 ERASE_MODES = ("original", "uniform")
 ERASE_TRIES = 10  # placement attempts of the original code's block eraser
@@ -77,7 +78,7 @@ def _check_rows(w: Any, name: str = "w") -> None:
 
 def _check_layout(layout: Any) -> None:
   if not isinstance(layout, Layout):
-    raise TypeError(f"layout must be a wsl_jax.layout.Layout, got {type(layout).__name__}")
+    raise TypeError(f"layout must be a wsl_jax.weights.layout.Layout, got {type(layout).__name__}")
 
 
 def _check_weights(w: Any, layout: Layout) -> None:
@@ -158,7 +159,8 @@ def num_permutations(layout: Layout) -> int:
   """The number of distinct permutations: the product of `n_l!` over the permutable layers.
 
   Example:
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> augment.num_permutations(nets.TETRIS_MLP.layout())
     120
   """
@@ -255,7 +257,8 @@ def unit_permutations(key: jax.Array, layout: Layout, shape: int | tuple[int, ..
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> [p.shape for p in augment.unit_permutations(jax.random.key(0), nets.PAPER_CNN.layout())]
     [(8,), (6,), (4,), (20,)]
   """
@@ -287,7 +290,8 @@ def permutation_index(key: jax.Array, layout: Layout, shape: int | tuple[int, ..
 
   Example:
     >>> import jax, numpy as np
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> index = augment.permutation_index(jax.random.key(0), layout)
     >>> index.shape, index.dtype, bool((np.sort(index) == np.arange(100)).all())
@@ -327,7 +331,8 @@ def invert_index(index: jax.Array) -> jax.Array:
 
   Example:
     >>> import jax, numpy as np
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> w = np.arange(100.0)
     >>> index = augment.permutation_index(jax.random.key(0), layout)
@@ -348,7 +353,8 @@ def compose_index(*indices: jax.Array) -> jax.Array:
 
   Example:
     >>> import jax, numpy as np
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> a = augment.permutation_index(jax.random.key(0), layout)
     >>> b = augment.permutation_index(jax.random.key(1), layout)
@@ -397,7 +403,8 @@ def permute(key: jax.Array, w: jax.Array, layout: Layout) -> jax.Array:
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> spec = nets.TETRIS_MLP
     >>> w = jax.numpy.linspace(-1.0, 1.0, 100)
     >>> w_perm = augment.permute(jax.random.key(1), w, spec.layout())
@@ -441,7 +448,8 @@ def permutation_table(key: jax.Array, layout: Layout, num: int, *, complete: boo
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> augment.permutation_table(jax.random.key(0), layout, 120, complete=True).shape
     (120, 100)
@@ -469,7 +477,8 @@ def unit_permutation_table(key: jax.Array, layout: Layout, num: int, *, complete
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> table = augment.unit_permutation_table(jax.random.key(0), nets.TETRIS_MLP.layout(), 120, complete=True)
     >>> table.shape, len({tuple(r) for r in table.tolist()})
     ((120, 5), 120)
@@ -506,7 +515,8 @@ def permute_from_unit_table(key: jax.Array, w: jax.Array, table: jax.Array, layo
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> table = augment.unit_permutation_table(jax.random.key(0), layout, 120, complete=True)
     >>> augment.permute_from_unit_table(jax.random.key(1), jax.numpy.ones((4, 100)), table, layout).shape
@@ -558,7 +568,8 @@ def permute_from_table(key: jax.Array, w: jax.Array, table: jax.Array) -> jax.Ar
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> table = augment.permutation_table(jax.random.key(0), layout, 120, complete=True)
     >>> w = jax.numpy.zeros((4, 100))
@@ -592,7 +603,7 @@ def add_noise(key: jax.Array, w: jax.Array, std: Any) -> jax.Array:
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment
+    >>> from wsl_jax.hyperrep import augment
     >>> augment.add_noise(jax.random.key(0), jax.numpy.zeros((2, 5)), 0.1).shape
     (2, 5)
   """
@@ -672,7 +683,7 @@ def random_erase(key: jax.Array, w: jax.Array, p: Any = 0.5, scale: tuple[Any, A
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment
+    >>> from wsl_jax.hyperrep import augment
     >>> out = augment.random_erase(jax.random.key(0), jax.numpy.ones((4, 100)), p=1.0, mode="uniform")
     >>> bool(((out == 0).sum(axis=1) >= 1).all())
     True
@@ -751,7 +762,8 @@ def augment(key: jax.Array, w: jax.Array, layout: Layout, *, permute: bool = Tru
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> w = jax.numpy.ones((16, 100))
     >>> augment.augment(jax.random.key(0), w, layout, noise_std=0.05).shape
@@ -780,7 +792,8 @@ def two_views(key: jax.Array, w: jax.Array, layout: Layout, **kwargs: Any) -> tu
 
   Example:
     >>> import jax
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> w = jax.numpy.ones((8, 100))
     >>> view_i, view_j = augment.two_views(jax.random.key(1), w, layout, noise_std=0.01)
@@ -914,7 +927,8 @@ def canonicalize(w: jax.Array, layout: Layout) -> jax.Array:
 
   Example:
     >>> import jax, numpy as np
-    >>> from wsl_jax import augment, nets
+    >>> from wsl_jax.hyperrep import augment
+    >>> from wsl_jax.weights import nets
     >>> layout = nets.TETRIS_MLP.layout()
     >>> w = jax.numpy.linspace(-1.0, 1.0, 100)
     >>> w_perm = augment.permute(jax.random.key(1), w, layout)

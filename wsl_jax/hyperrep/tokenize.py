@@ -14,8 +14,8 @@ gathers with the inverse of the token-order permutation (a gather, not a scatter
 
 Example:
   >>> import numpy as np
-  >>> from wsl_jax.layout import Layout
-  >>> from wsl_jax.tokenize import Tokenizer
+  >>> from wsl_jax.hyperrep.tokenize import Tokenizer
+  >>> from wsl_jax.weights.layout import Layout
   >>> tok = Tokenizer(Layout.mlp([16, 5, 4], bias=False), "neuron")
   >>> [g.shape for g in tok.tokenize(np.zeros((2, 100)))]
   [(2, 5, 16), (2, 4, 5)]
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax.layout import Layout
+from wsl_jax.weights.layout import Layout
 
 TOKEN_KINDS = ("neuron", "weight")
 

@@ -20,7 +20,8 @@ features (S, d), becomes an extractor with `as_extractor(fn, name)`.
 
 Example:
   >>> import numpy as np
-  >>> from wsl_jax import baselines, nets
+  >>> from wsl_jax.evaluation import baselines
+  >>> from wsl_jax.weights import nets
   >>> layout = nets.TETRIS_MLP.layout()
   >>> w = np.random.default_rng(0).normal(size=(10, layout.num_params)).astype(np.float32)
   >>> baselines.LayerStats.paper(layout).fit(w).transform(w).shape
@@ -37,7 +38,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from wsl_jax.layout import Layout, check_weight_rows
+from wsl_jax.weights.layout import Layout, check_weight_rows
 
 _CHUNK_ROWS = 8192
 

@@ -4,7 +4,7 @@
 (z -> flat weights) and the projection head of the contrastive loss. What it is made of follows the
 `ModelConfig`:
 
-* arch "attention": tokens (neuron or weight, `wsl_jax.tokenize`) -> per-group `Linear(k -> d)` ->
+* arch "attention": tokens (neuron or weight, `wsl_jax.hyperrep.tokenize`) -> per-group `Linear(k -> d)` ->
   optional compression token prepended -> learned positional embeddings -> pre-norm self-attention
   blocks -> the compression token's output (or the flattened sequence without one) -> `Linear(-> L)`
   -> tanh. The decoder mirrors it: `Linear(L -> T d)` -> its own positions -> blocks -> per-group
@@ -13,7 +13,7 @@
   LeakyReLU and dropout, tanh at the bottleneck; the decoder mirrors the widths.
 
 The paper's ablations AttW, AttW+t, AttN, AttN+t and FF are these configurations
-(`wsl_jax.configs.with_architecture`).
+(`wsl_jax.hyperrep.configs.with_architecture`).
 
 Randomness is explicit: pass `rngs=nnx.Rngs(dropout=key)` at call time to train with dropout; without
 `rngs` the model is deterministic (evaluation). The projection head's BatchNorms take `train=` instead;
@@ -39,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from wsl_jax.configs import ModelConfig
-from wsl_jax.layout import Layout
-from wsl_jax.tokenize import Tokenizer
+from wsl_jax.hyperrep.configs import ModelConfig
+from wsl_jax.hyperrep.tokenize import Tokenizer
+from wsl_jax.weights.layout import Layout
 
 Rngs = nnx.Rngs | None
 
@@ -365,7 +365,8 @@ class HyperRepresentation(nnx.Module):
   Example:
     >>> import jax
     >>> from flax import nnx
-    >>> from wsl_jax import configs, nets
+    >>> from wsl_jax.hyperrep import configs
+    >>> from wsl_jax.weights import nets
     >>> cfg = configs.preset("small").model
     >>> model = HyperRepresentation(cfg, nets.TETRIS_MLP.layout(), rngs=nnx.Rngs(0))
     >>> z, w_hat = model(jax.numpy.zeros((3, 100)))

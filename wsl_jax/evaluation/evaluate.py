@@ -21,7 +21,8 @@ dropped and counted, and targets that cannot be probed (constant on the training
 samples) are listed with the reason.
 
 Example:
-  >>> from wsl_jax import evaluate, report, zoo
+  >>> from wsl_jax import zoo
+  >>> from wsl_jax.evaluation import evaluate, report
   >>> z = zoo.generate("tetris_seed", num_models=20, epochs=2, progress=False)
   >>> ev = evaluate.evaluate_zoo(z)               # W, PCAl, PCAc, PCAr, s(W); paper protocol
   >>> table = report.results_table(ev, paper="table5_tetris_seed")
@@ -39,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from wsl_jax import baselines, probe
+from wsl_jax.evaluation import baselines, probe
 from wsl_jax.zoo.core import Split, Zoo
 
 PROTOCOLS = ("paper", "final", "nfn")

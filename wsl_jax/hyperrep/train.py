@@ -7,7 +7,7 @@
 
 The train step is one plain `jax.jit` function of (state, batch, epoch, step, key): the NNX model is
 split into a graph definition and pure state (`nnx.split`), the step merges it inside, and the state
-buffers are donated. Each step draws two augmented views per sample (`wsl_jax.augment`), runs both
+buffers are donated. Each step draws two augmented views per sample (`wsl_jax.hyperrep.augment`), runs both
 through the encoder and decoder in one batch, and minimises `gamma * contrast + (1 - gamma) * MSE`
 with Adam (coupled L2, as PyTorch's Adam) and a learning-rate schedule that lives in the optimizer state:
 reduce-on-plateau on the epoch-mean training loss (the original's), cosine or constant, each with an
@@ -58,11 +58,12 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from wsl_jax import augment, losses, outputs
-from wsl_jax.configs import COSINE_FLOOR, AugmentConfig, ModelConfig, TrainConfig
-from wsl_jax.layout import Layout, check_weight_rows
-from wsl_jax.models import HyperRepresentation
+from wsl_jax import outputs
+from wsl_jax.hyperrep import augment, losses
+from wsl_jax.hyperrep.configs import COSINE_FLOOR, AugmentConfig, ModelConfig, TrainConfig
+from wsl_jax.hyperrep.models import HyperRepresentation
 from wsl_jax.progress import progress_bar
+from wsl_jax.weights.layout import Layout, check_weight_rows
 
 CHECKPOINT_FORMAT_VERSION = 1
 METRICS_FILE = "metrics.jsonl"
@@ -808,7 +809,7 @@ def _read_step(manager: ocp.CheckpointManager, step: int,
   try:
     meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
     if not isinstance(meta, dict) or not {"epoch", "history", "config", "layout"} <= set(meta):
-      raise ValueError("its metadata is not a checkpoint record of wsl_jax.train")
+      raise ValueError("its metadata is not a checkpoint record of wsl_jax.hyperrep.train")
   except Exception as e:  # orbax / json errors of a damaged step
     if checked:
       raise ValueError(f"checkpoint step {step} in {manager.directory} matches its checksums but its "
@@ -943,7 +944,7 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
   """Train a hyper-representation model; resume from `workdir`'s last checkpoint if there is one.
 
   Args:
-    config: the run's configuration (`wsl_jax.configs`).
+    config: the run's configuration (`wsl_jax.hyperrep.configs`).
     train_weights: flat weights `(S, N)` to train on (e.g. `zoo.samples(split.train)[0]`).
     val_weights, test_weights: optional `(S', N)` splits, evaluated every `config.eval_every` epochs
       and after the last epoch (loss terms and reconstruction R^2).

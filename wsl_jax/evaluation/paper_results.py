@@ -10,7 +10,7 @@ For result tables, `PaperTable.lookup(target, method)` takes wsl_jax's target na
 and returns the published value as a fraction (R² 96.4 % -> 0.964), the unit our probes report.
 
 Example:
-  >>> from wsl_jax import paper_results
+  >>> from wsl_jax.evaluation import paper_results
   >>> paper_results.TABLES["table5_tetris_seed"].lookup("test_acc", "s(W)")
   0.8690000000000001
 """

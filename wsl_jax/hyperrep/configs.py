@@ -12,7 +12,7 @@ all 120 for tetris, 25,000 for the CNN zoos, a separate 100 for test views); `sm
 quick runs and tests, draws a fresh permutation per view (the whole group).
 
 The ablations of the paper are variants of a config, not separate models:
-  >>> from wsl_jax import configs
+  >>> from wsl_jax.hyperrep import configs
   >>> cfg = configs.with_architecture(configs.preset("tetris"), "AttW")
   >>> cfg.model.tokens, cfg.model.compression_token
   ('weight', False)
@@ -27,15 +27,15 @@ from collections.abc import Mapping
 from typing import Any
 
 # Choices declared where they are implemented (one place each), checked here.
-from wsl_jax.augment import ERASE_MODES
-from wsl_jax.losses import CONTRASTS
-from wsl_jax.tokenize import TOKEN_KINDS
+from wsl_jax.hyperrep.augment import ERASE_MODES
+from wsl_jax.hyperrep.losses import CONTRASTS
+from wsl_jax.hyperrep.tokenize import TOKEN_KINDS
 
 ARCHS = ("attention", "ff")
 NORMS = ("layernorm", "original")
 HEAD_BN_EVAL = ("running", "batch")
 TARGETS = ("augmented", "denoised", "original")
-# Learning-rate schedules of `TrainConfig.schedule` (implemented in `wsl_jax.train.make_optimizer`).
+# Learning-rate schedules of `TrainConfig.schedule` (implemented in `wsl_jax.hyperrep.train.make_optimizer`).
 SCHEDULES = ("plateau", "cosine", "constant")
 # "cosine" decays the learning rate to this fraction of `lr` at the run's last step.
 COSINE_FLOOR = 0.01
@@ -151,13 +151,13 @@ class LossConfig:
 class AugmentConfig:
   """Augmentation of each view: permutation -> additive noise -> block erasing (reference.md §3).
 
-  The keyword arguments of `wsl_jax.augment.augment` / `two_views` (`kwargs()`), and where the
+  The keyword arguments of `wsl_jax.hyperrep.augment.augment` / `two_views` (`kwargs()`), and where the
   permutations come from. `erase_mode` "original" is the original code's placement rule (up to 10
   tries, else no erasing), "uniform" always places a block.
 
   Permutations: `permutations = 0` draws a fresh random permutation for every view (the whole group).
   `permutations = P > 0` draws every view's permutation from a fixed table of P permutations made once
-  from `table_seed` (`wsl_jax.augment.permutation_table(key(table_seed), layout, P, complete=True)`),
+  from `table_seed` (`wsl_jax.hyperrep.augment.permutation_table(key(table_seed), layout, P, complete=True)`),
   as the original data loader did: 120 for tetris, which is every one of the 5! hidden-unit orders (a
   layout with at most P permutations gets each exactly once), 25,000 random ones for the CNN zoos, and a
   separate table of 100 (another seed) for the validation / test views.

@@ -17,7 +17,7 @@ per channel of the previous layer. Permuting that channel moves the whole block.
 
 Example:
   >>> import numpy as np
-  >>> from wsl_jax.layout import Layout
+  >>> from wsl_jax.weights.layout import Layout
   >>> layout = Layout.mlp([16, 5, 4], bias=False)
   >>> layout.num_params
   100
