@@ -21,3 +21,16 @@ def tetris_zoo():
   """A small TETRIS-SEED zoo (128 models x 76 checkpoints), generated once per test session."""
   from wsl_jax import zoo
   return zoo.generate("tetris_seed", num_models=128, progress=False)
+
+
+@pytest.fixture(scope="session")
+def zoo_cache(tmp_path_factory):
+  """A zoo cache folder for the experiments' smoke runs, shared by the tests of one session."""
+  return str(tmp_path_factory.mktemp("zoos"))
+
+
+@pytest.fixture
+def no_setup_jax(monkeypatch):
+  """Experiments keep the JAX set-up of the test session (4 virtual devices, its own compile cache)."""
+  from experiments import common
+  monkeypatch.setattr(common, "setup_jax", lambda: None)

@@ -11,18 +11,7 @@ import math
 import pytest
 
 import smoke_results
-from experiments import common, tetris_hyp
-
-
-@pytest.fixture(scope="session")
-def zoo_cache(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("zoos"))
-
-
-@pytest.fixture
-def no_setup_jax(monkeypatch):
-  # The test session configures JAX itself (conftest: 4 virtual devices, its own compile cache).
-  monkeypatch.setattr(common, "setup_jax", lambda: None)
+from experiments import tetris_hyp
 
 
 def _finite(v):
