@@ -32,10 +32,11 @@ Presets (runtimes measured on the 2-core development machine; see docs/results.m
          5th checkpoint of the 700 training models (11 200 samples), probes on every checkpoint. The
          default. Measured: 49 min 12 s with a cold zoo cache, 2026-12-06, on the 2 cores shared with
          four other jobs (load average 11-13): zoo 26 s, encoders 2854 s (3 x 16 min), reconstruction
-         scores 2 s, probes 43 s, report 21 s. On the idle machine one such encoder took 263 s (the
-         single-seed run of the same day: zoo 4 s, probes 10 s, report 4 s), so the idle estimate is
-         about 3 x 263 s + 1 min = 14 min: inside the 15 min target, with little room. (UMAP runs only
-         when umap-learn is installed; it was not.)
+         scores 2 s, probes 43 s, report 21 s. On the idle machine, same day, cold zoo cache
+         (`time python -m experiments.tetris_seed --out /tmp/idle_ts --zoo-cache /tmp/idle_zc`): 15 min
+         4 s wall (zoo 5 s, encoders 878 s = 3 x 293 s, probes 14 s, report 4 s), with the same results
+         to the last digit: at the 15 min target, not under it. (UMAP runs only when umap-learn is
+         installed; it was not.)
   paper  the paper's configuration (d=256, 4 heads, FF 512, L=50, batch 500, 1000 epochs, every
          checkpoint), three seeds; meant for a GPU. Not run (no GPU was lent to the development
          sessions). At the rate measured for this configuration on the 2 CPU cores (311.6 samples/s,
