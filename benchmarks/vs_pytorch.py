@@ -85,7 +85,6 @@ def torch_jobs(preset, hp: dict, models, workers: int, epochs: int) -> list[dict
 def bench_zoo(part: str, args) -> dict:
   import numpy as np
   import torch_reference
-  from wsl_jax.zoo import generate as _  # noqa: F401  (registers the CNN presets)
   from wsl_jax.zoo import metrics, presets
   gen = importlib.import_module("wsl_jax.zoo.generate")
   name, models, epochs, torch_models = ZOOS[part]

@@ -117,7 +117,7 @@ def tetris(seed: int = 0, num_train: int = 200, num_test: int = 2000) -> Dataset
 
 
 def tetris_2000(seed: int = 0) -> Dataset:
-  """The tetris recipe with 2000 training images (TETRIS-HYP: enough steps for lr 1e-4 to train)."""
+  """The tetris recipe with 2000 training images (the TETRIS-HYP recipe before 2026-12-06; no preset uses it now)."""
   return tetris(seed, num_train=2000)
 
 
