@@ -205,28 +205,33 @@ def test_fit_reduces_the_loss_and_logs_history(trained):
   assert trained.epochs_done == 3 and "test_r2" not in h[-1]
 
 
+class _Killed(Exception):
+  """The simulated kill of a training run."""
+
+
+def _dying_step(real, at_call):
+  """A stand-in for `train._compiled_train_step` whose compiled step raises `_Killed` on call `at_call`."""
+  def dying(*args):
+    step_fn, calls = real(*args), [0]
+
+    def run(*a):
+      calls[0] += 1
+      if calls[0] == at_call:
+        raise _Killed
+      return step_fn(*a)
+    return run
+  return dying
+
+
 def test_resume_after_interruption_gives_identical_parameters(tmp_path, monkeypatch):
   uninterrupted = train.fit(TINY, W_TRAIN, W_VAL, layout=LAYOUT, workdir=str(tmp_path / "a"), seed=3,
                             devices=1, progress=False)
   # Kill the second run in the middle of epoch 2 (after its epoch-1 checkpoint).
   real = train._compiled_train_step
-
-  class Killed(Exception):
-    pass
-
-  def dying(*args):
-    step_fn = real(*args)
-    calls = [0]
-
-    def run(*a):
-      calls[0] += 1
-      if calls[0] == 9:  # step 3 of epoch 2
-        raise Killed
-      return step_fn(*a)
-    return run
+  dying = _dying_step(real, at_call=9)  # step 3 of epoch 2
 
   monkeypatch.setattr(train, "_compiled_train_step", dying)
-  with pytest.raises(Killed):
+  with pytest.raises(_Killed):
     train.fit(TINY, W_TRAIN, W_VAL, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=3, devices=1,
               progress=False)
   monkeypatch.setattr(train, "_compiled_train_step", real)
@@ -272,22 +277,10 @@ def test_cosine_warmup_run_resumes_bit_identically(tmp_path, monkeypatch):
   ref = [TINY.lr * _schedule_reference(e * spe, 3, spe, 1, "cosine") for e in (1, 2, 3)]
   np.testing.assert_allclose(lrs, ref, rtol=1e-6)
   real = train._compiled_train_step
-
-  class Killed(Exception):
-    pass
-
-  def dying(*args):
-    step_fn, calls = real(*args), [0]
-
-    def run(*a):
-      calls[0] += 1
-      if calls[0] == 10:  # step 4 of epoch 2, after the epoch-1 checkpoint (mid-cosine)
-        raise Killed
-      return step_fn(*a)
-    return run
+  dying = _dying_step(real, at_call=10)  # step 4 of epoch 2, after the epoch-1 checkpoint (mid-cosine)
 
   monkeypatch.setattr(train, "_compiled_train_step", dying)
-  with pytest.raises(Killed):
+  with pytest.raises(_Killed):
     train.fit(config, W_TRAIN, W_VAL, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=2, devices=1,
               progress=False)
   monkeypatch.setattr(train, "_compiled_train_step", real)
