@@ -489,6 +489,7 @@ class Job:
     workdir: the encoder's checkpoints (a rerun resumes from them); None: none written.
     curves, curves_title: the training-curves plot.
     paper, title, report_name: `wsl_jax.evaluation.report` arguments of the zoo's table.
+    encoder_seeds: encoders trained on this zoo (None: `encoder.seeds` of the run's config).
   """
 
   key: str
@@ -502,6 +503,7 @@ class Job:
   paper: str | None = "auto"
   title: str | None = None
   report_name: str = "results"
+  encoder_seeds: int | None = None
 
 
 @dataclasses.dataclass
@@ -588,7 +590,7 @@ def run(config: Config, out: str, *, seed: int = 0, zoo_cache: str | None = None
   with ctx.stage("tables"):
     results, markdown = exp.tables(config, runs, ctx)
   zoo_runs = {k: r for k, r in runs.items() if isinstance(r, ZooRun)} if isinstance(runs, Mapping) else {}
-  if config.encoder.seeds > 1 and zoo_runs:
+  if any(len(r.seeds) > 1 for r in zoo_runs.values()):
     results["encoder_seeds"] = {k: seed_record(r) for k, r in zoo_runs.items()}
   contexts = {k: r.recon_context for k, r in zoo_runs.items() if r.recon_context}
   if contexts:
@@ -643,9 +645,12 @@ def _seeded_probes(pc: ProbeConfig) -> ProbeConfig | None:
   return pc.replace(columns=("EcD",)) if "EcD" in pc.columns else None
 
 
-def encoder_seeds(seed: int, ec: EncoderConfig) -> list[int]:
-  """The encoder seeds of a run with --seed `seed`: seed, seed + 1, ..., `ec.seeds` of them."""
-  return [seed + i for i in range(ec.seeds)]
+def encoder_seeds(seed: int, ec: EncoderConfig, count: int | None = None) -> list[int]:
+  """The encoder seeds of a run with --seed `seed`: seed, seed + 1, ..., `count` (None: `ec.seeds`) of them."""
+  count = ec.seeds if count is None else count
+  if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    raise ConfigError(f"encoder seeds must be a positive integer, got {count!r}")
+  return [seed + i for i in range(count)]
 
 
 def seed_workdir(workdir: str | None, index: int, seed: int) -> str | None:
@@ -688,7 +693,7 @@ def run_zoo(config: Config, job: Job, ctx: Context, loaded: Any = None, prefix: 
     common.log(zoo.summary())
     if zoo.diverged.any():
       common.log(f"diverged models excluded: {int(zoo.diverged.sum())} of {zoo.num_models}")
-  r = ZooRun(job=job, zoo=zoo, split=split, seeds=encoder_seeds(ctx.seed, config.encoder))
+  r = ZooRun(job=job, zoo=zoo, split=split, seeds=encoder_seeds(ctx.seed, config.encoder, job.encoder_seeds))
   with ctx.stage(prefix + "hyper-representation (EcD)"):
     for i, s in enumerate(r.seeds):
       workdir = seed_workdir(job.workdir, i, s)

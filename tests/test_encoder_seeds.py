@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments import ablations, pipeline, tetris_seed
+from experiments import ablations, generating_factors, pipeline, tetris_hyp, tetris_seed
 
 
 def test_two_encoder_seeds_report_mean_and_std(tmp_path):
@@ -85,8 +85,39 @@ def test_seed_helpers():
   assert pipeline.seed_workdir(None, 1, 6) is None
   with pytest.raises(pipeline.ConfigError, match="encoder.seeds must be a positive integer"):
     pipeline.EncoderConfig(seeds=0)
+  assert pipeline.encoder_seeds(5, ec, 1) == [5] and pipeline.encoder_seeds(5, ec, None) == [5, 6, 7]
+  with pytest.raises(pipeline.ConfigError, match="encoder seeds must be a positive integer, got 0"):
+    pipeline.encoder_seeds(5, ec, 0)
   run = pipeline.ZooRun(job=None, zoo=None, split=None, seeds=[0, 1],
                         recons=[{"test": 0.5}, {"test": 0.7}], recon={"test": 0.6})
   assert pipeline.recon_text(run) == "60.0 ± 14.1%" and run.recon_std["test"] == pytest.approx(0.1414, abs=1e-4)
   single = pipeline.ZooRun(job=None, zoo=None, split=None, seeds=[0], recons=[{"test": 0.5}], recon={"test": 0.5})
   assert pipeline.recon_text(single) == "50.0%" and single.recon_std == {"test": None}
+
+
+def test_headline_tables_take_three_encoder_seeds():
+  # Issue 16: TETRIS-SEED, TETRIS-HYP and the CNN SEED zoo report EcD as mean ± std over 3 encoders; the
+  # generating-factors HYP zoos (reconstruction beside the PCA ceiling) one each, trained shorter.
+  assert tetris_seed.get_config("quick").encoder.seeds == 3 and tetris_hyp.get_config("quick").encoder.seeds == 3
+  config = generating_factors.get_config("quick")
+  jobs = {j.key: j for j in generating_factors.jobs(config, None)}
+  seed_job = jobs["digits8_seed"]
+  assert config.encoder.seeds == 3 and seed_job.encoder_seeds is None and seed_job.ssl.epochs == config.ssl.epochs
+  hyp = [j for k, j in jobs.items() if "_hyp_" in k]
+  assert len(hyp) == 4 and all(j.encoder_seeds == 1 and j.ssl.epochs == config.hyp_ssl_epochs for j in hyp)
+  assert all(j.ssl.replace(epochs=config.ssl.epochs) == config.ssl for j in hyp)  # otherwise the same encoder
+  with pytest.raises(pipeline.ConfigError, match="hyp_encoder_seeds must be a positive integer"):
+    config.replace(hyp_encoder_seeds=0)
+  with pytest.raises(pipeline.ConfigError, match="hyp_ssl_epochs must be a positive integer"):
+    config.replace(hyp_ssl_epochs=0)
+
+
+def test_tetris_hyp_beats_the_best_baseline_only_beyond_the_spread():
+  from wsl_jax.evaluation import report
+  values = {"acc": {"W": 0.50, "s(W)": 0.70, "EcD": 0.75}, "gap": {"W": 0.20, "s(W)": 0.60, "EcD": 0.62},
+            "lr": {"W": None, "s(W)": None, "EcD": 0.3}}
+  per_seed = {"acc": {"EcD": (0.74, 0.75, 0.76)}, "gap": {"EcD": (0.58, 0.62, 0.66)}, "lr": {"EcD": (0.3, 0.3)}}
+  table = report.ResultTable(title="t", rows=("acc", "gap", "lr"), methods=("W", "s(W)", "EcD"),
+                             metrics={"acc": "r2", "gap": "r2", "lr": "r2"}, values=values, per_seed=per_seed)
+  # acc: 0.75 ± 0.01 above s(W)'s 0.70; gap: 0.62 ± 0.04 is within its spread of 0.60; lr: no baseline.
+  assert tetris_hyp.beats_best_baseline(table) == {"acc": True, "gap": False}

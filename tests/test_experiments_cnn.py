@@ -103,7 +103,32 @@ def test_generating_factors_quick_recipe():
   model = config.ssl.model
   assert not model.compression_token and model.latent_dim == 512 and model.dim < model.latent_dim
   assert 0 < config.ssl.loss.gamma < 1 and config.ssl.loss.contrast == "ntxent"  # an EcD loss, as the column says
+  # Reconstruction first: a contrastive term from the first epoch kept the encoder from reconstructing at
+  # all (the validation search above quick_ssl); the term enters after contrast_delay epochs of ED, in
+  # both the SEED zoo's and the (shorter) HYP zoos' runs, under a cosine schedule (the plateau rule refuses).
+  loss = config.ssl.loss
+  assert loss.curriculum and 0 < loss.contrast_delay < config.hyp_ssl_epochs <= config.ssl.epochs
+  assert config.ssl.schedule == "cosine" and loss.gamma_at(0) == 0 and loss.gamma_at(config.ssl.epochs - 1) == loss.gamma
   assert set(generating_factors.COLUMNS) <= set(config.probes.columns)
+
+
+def test_generating_factors_top_table_gives_the_encoder_spread():
+  per_zoo = {"digits8_seed": {"label": "DIGITS8-SEED", "paper_label": "MNIST-SEED",
+                              "variances": {"VAR": 0.3, "VARc": 0.3, "VARp": 0.31},
+                              "reconstruction_r2": {"train": 0.65, "test": 0.62},
+                              "reconstruction_r2_std": {"train": 0.011, "test": 0.023},
+                              "pca_ceiling": {"k": 512, "test": 0.615}},
+             "digits8_hyp_1_fix_seed": {"label": "DIGITS8-HYP-1-FIX-SEED", "paper_label": "MNIST-HYP-1-FIX-SEED",
+                                        "variances": {"VAR": 0.2, "VARc": 0.1, "VARp": 0.2},
+                                        "reconstruction_r2": {"train": 0.5, "test": 0.4},
+                                        "reconstruction_r2_std": {"train": None, "test": None},
+                                        "pca_ceiling": {"k": 512, "test": 0.7}}}
+  md, rows = generating_factors.top_table(per_zoo)
+  seed_line = next(line for line in md.splitlines() if line.startswith("| DIGITS8-SEED"))
+  hyp_line = next(line for line in md.splitlines() if line.startswith("| DIGITS8-HYP-1-FIX-SEED"))
+  assert "| 65.0 ± 1.1 |" in seed_line and "| 62.0 ± 2.3 |" in seed_line and "61.5 (k 512)" in seed_line
+  assert "| 40.0 |" in hyp_line and "±" not in hyp_line
+  assert rows["DIGITS8-SEED"]["R_tes"] == 0.62 and rows["DIGITS8-SEED"]["PCA_k"] == 0.615
 
 
 def test_hyp_zoos_smoke(tmp_path, zoo_cache):

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from wsl_jax.hyperrep import configs, train
+from wsl_jax.hyperrep import configs, losses, train
 from wsl_jax.hyperrep.configs import AugmentConfig, LossConfig, ModelConfig, TrainConfig
 from wsl_jax.weights import nets
 
@@ -165,6 +165,62 @@ def test_schedule_settings_are_validated():
   long_warmup = TINY.replace(epochs=3000, warmup_epochs=1500)
   assert train._step_config(long_warmup) == train._step_config(long_warmup.replace(epochs=4000))
   assert train._step_config(cfg) != train._step_config(cfg.replace(epochs=4))
+
+
+def test_contrast_curriculum_weights_and_validation():
+  loss = LossConfig(gamma=0.4, contrast_delay=2, contrast_ramp=3)
+  assert [loss.gamma_at(e) for e in range(7)] == pytest.approx([0, 0, 0.1, 0.2, 0.3, 0.4, 0.4])
+  traced = jax.jit(loss.gamma_at)(jnp.arange(7, dtype=jnp.int32))
+  np.testing.assert_allclose(np.asarray(traced), [0, 0, 0.1, 0.2, 0.3, 0.4, 0.4], rtol=1e-6)
+  assert LossConfig(gamma=0.4).gamma_at(0) == 0.4 and not LossConfig(gamma=0.0, contrast_delay=3).curriculum
+  assert [LossConfig(gamma=0.5, contrast_delay=1).gamma_at(e) for e in range(3)] == [0, 0.5, 0.5]
+  with pytest.raises(ValueError, match="loss.contrast_delay must be a non-negative integer"):
+    LossConfig(contrast_delay=-1)
+  with pytest.raises(ValueError, match="loss.contrast_ramp must be a non-negative integer"):
+    LossConfig(contrast_ramp=1.5)
+  with pytest.raises(ValueError, match="the plateau rule would read"):
+    TINY.replace(**{"loss.contrast_delay": 1})
+  with pytest.raises(ValueError, match="contrast_delay=3 must be smaller than epochs=3"):
+    TINY.replace(schedule="constant", **{"loss.contrast_delay": 3})
+  with pytest.raises(ValueError, match="contrast_ramp = 3 must be smaller than epochs=3"):
+    TINY.replace(schedule="constant", **{"loss.contrast_delay": 1, "loss.contrast_ramp": 2})
+  cfg = TINY.replace(schedule="constant", epochs=4, **{"loss.contrast_delay": 1, "loss.contrast_ramp": 2})
+  assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+  # Long constant-schedule runs share compiled steps whatever their length, a long delay included.
+  long_delay = TINY.replace(schedule="constant", epochs=3000, **{"loss.contrast_delay": 1500})
+  assert train._step_config(long_delay) == train._step_config(long_delay.replace(epochs=4000))
+  with pytest.raises(ValueError, match="gamma must be in"):
+    losses.combined(0.0, 1.0, np.float32(1.5))
+
+
+def test_contrast_delay_trains_reconstruction_only_until_the_term_enters(tmp_path, monkeypatch):
+  # During the delay the contrastive term has weight 0: the first epoch is the reconstruction-only (ED)
+  # run's first epoch, step for step; from the epoch the term enters (here ramped: 1/2, then 2/2 of gamma),
+  # the runs differ. A killed curriculum run resumes bit-identically (the weight depends on the epoch only).
+  base = TINY.replace(schedule="constant")
+  ed = train.fit(base.replace(**{"loss.gamma": 0.0}), W_TRAIN, layout=LAYOUT, seed=0, devices=1, progress=False)
+  config = base.replace(**{"loss.contrast_delay": 1, "loss.contrast_ramp": 1})
+  delayed = train.fit(config, W_TRAIN, layout=LAYOUT, workdir=str(tmp_path / "a"), seed=0, devices=1,
+                      progress=False)
+  assert [h["gamma"] for h in delayed.history] == [0.0, 0.25, 0.5] and "gamma" not in ed.history[0]
+  assert delayed.history[0]["train_loss"] == pytest.approx(ed.history[0]["train_loss"], rel=1e-6)
+  assert delayed.history[0]["train_recon"] == pytest.approx(ed.history[0]["train_recon"], rel=1e-6)
+  for h in delayed.history:  # the logged loss is the weighted sum with that epoch's weight (per-step means)
+    expected = h["gamma"] * h["train_contrast"] + (1 - h["gamma"]) * h["train_recon"]
+    assert h["train_loss"] == pytest.approx(expected, rel=1e-5)
+  assert abs(delayed.history[1]["train_recon"] - ed.history[1]["train_recon"]) > 1e-6
+  real = train._compiled_train_step
+  monkeypatch.setattr(train, "_compiled_train_step", _dying_step(real, at_call=8))  # in epoch 2, mid-ramp
+  with pytest.raises(_Killed):
+    train.fit(config, W_TRAIN, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=0, devices=1, progress=False)
+  monkeypatch.setattr(train, "_compiled_train_step", real)
+  resumed = train.fit(config, W_TRAIN, layout=LAYOUT, workdir=str(tmp_path / "b"), seed=0, devices=1,
+                      progress=False)
+  np.testing.assert_array_equal(_params(resumed), _params(delayed))
+  assert _strip_times(resumed.history) == _strip_times(delayed.history)
+  with pytest.raises(ValueError, match="different config"):
+    train.fit(config.replace(**{"loss.contrast_ramp": 0}), W_TRAIN, layout=LAYOUT, workdir=str(tmp_path / "b"),
+              seed=0, devices=1, progress=False)
 
 
 # ---- views and targets ------------------------------------------------------------------------------

@@ -131,12 +131,19 @@ class LossConfig:
     code_batch: "positive_code" only: the B of its extra division by 2B. The original divided by its own
       batch size, always 500 in its configs; dividing by a fixed 2 x 500 keeps the term's weight what the
       paper's runs had, whatever batch size a run here uses (0: divide by this run's 2B, as the code).
+    contrast_delay: epochs of reconstruction only (weight 0) before the contrastive term enters: a
+      reconstruction-first curriculum (0: from the start, as the paper).
+    contrast_ramp: epochs over which the contrastive weight then rises linearly to `gamma` (epoch
+      `contrast_delay + i` trains with `gamma * (i + 1) / (contrast_ramp + 1)`; 0: at once). Both need a
+      `schedule` other than "plateau", whose rule would read the changing loss as a plateau or a gain.
   """
 
   contrast: str = "ntxent"
   gamma: float = 0.5
   temperature: float = 0.1
   code_batch: int = 500
+  contrast_delay: int = 0
+  contrast_ramp: int = 0
 
   def __post_init__(self):
     _check_choice("loss.contrast", self.contrast, CONTRASTS)
@@ -145,6 +152,22 @@ class LossConfig:
       raise ValueError(f"loss.temperature must be positive, got {self.temperature!r}")
     if isinstance(self.code_batch, bool) or not isinstance(self.code_batch, int) or self.code_batch < 0:
       raise ValueError(f"loss.code_batch must be a non-negative integer, got {self.code_batch!r}")
+    for name in ("contrast_delay", "contrast_ramp"):
+      v = getattr(self, name)
+      if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"loss.{name} must be a non-negative integer, got {v!r}")
+
+  @property
+  def curriculum(self) -> bool:
+    """Whether the contrastive weight changes over the epochs (`contrast_delay` / `contrast_ramp`)."""
+    return self.gamma > 0 and bool(self.contrast_delay or self.contrast_ramp)
+
+  def gamma_at(self, epoch: Any) -> Any:
+    """The contrastive weight of 0-based epoch `epoch` (a Python int or a traced integer array)."""
+    if not self.curriculum:
+      return self.gamma
+    frac = (epoch - self.contrast_delay + 1) / (self.contrast_ramp + 1)
+    return self.gamma * (frac.clip(0.0, 1.0) if hasattr(frac, "clip") else min(max(frac, 0.0), 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +295,16 @@ class TrainConfig:
       raise ValueError(f"plateau_factor must be in (0, 1), got {self.plateau_factor!r}")
     if not 0.0 <= self.plateau_threshold < 1.0:
       raise ValueError(f"plateau_threshold must be in [0, 1), got {self.plateau_threshold!r}")
+    if self.loss.curriculum and self.schedule == "plateau":
+      raise ValueError("loss.contrast_delay / loss.contrast_ramp change the loss's weights between epochs, which "
+                       "the plateau rule would read as a plateau or a gain: use schedule 'cosine' or 'constant'")
+    if self.loss.curriculum and self.loss.contrast_delay >= self.epochs:
+      raise ValueError(f"loss.contrast_delay={self.loss.contrast_delay} must be smaller than epochs={self.epochs} "
+                       "(the contrastive term would never enter: use loss.gamma=0 for reconstruction only)")
+    if self.loss.curriculum and self.loss.contrast_delay + self.loss.contrast_ramp >= self.epochs:
+      raise ValueError(f"loss.contrast_delay + loss.contrast_ramp = "
+                       f"{self.loss.contrast_delay + self.loss.contrast_ramp} must be smaller than epochs={self.epochs} "
+                       f"(the contrastive weight would never reach loss.gamma={self.loss.gamma})")
     if self.loss.contrast == "ntxent" and self.loss.gamma > 0 and self.batch_size < 2:
       raise ValueError("NT-Xent needs at least 2 samples per batch (the negatives)")
 

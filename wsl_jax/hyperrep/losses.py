@@ -123,7 +123,8 @@ def contrast(name: str, p_i: jax.Array, p_j: jax.Array, temperature: float, mask
 
 def combined(contrast_value: Any, mse: Any, gamma: float) -> Any:
   """`gamma * contrast + (1 - gamma) * mse` (gamma = 0: reconstruction only; 1: contrast only)."""
-  if not 0.0 <= gamma <= 1.0:
+  # A traced weight (a curriculum's, `LossConfig.gamma_at`) cannot be checked here; its config was.
+  if not isinstance(gamma, jax.core.Tracer) and not 0.0 <= float(gamma) <= 1.0:
     raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
   return gamma * contrast_value + (1.0 - gamma) * mse
 

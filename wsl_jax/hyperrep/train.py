@@ -294,8 +294,11 @@ def _views(keys: jax.Array, w: jax.Array, layout: Layout, kwargs: dict[str, Any]
 
 
 def _loss_and_stats(params: Any, stats: Any, views: jax.Array, targets: jax.Array, mask: jax.Array,
-                    dropout_key: jax.Array | None, *, config: TrainConfig, layout: Layout, train: bool):
+                    dropout_key: jax.Array | None, gamma: Any = None, *, config: TrainConfig, layout: Layout,
+                    train: bool):
   """Loss of a batch of view pairs `(B, 2, N)`; returns (loss, (metrics, new BatchNorm statistics)).
+
+  `gamma`: the contrastive weight of this step (`LossConfig.gamma_at`; None: `config.loss.gamma`).
 
   `params` is the unflattened tree: differentiating through the slices of the flat vector would turn
   each parameter's gradient into a full-length padded vector.
@@ -308,8 +311,7 @@ def _loss_and_stats(params: Any, stats: Any, views: jax.Array, targets: jax.Arra
   targets = targets.reshape(2 * b, n)
   mask2 = jnp.repeat(mask, 2)
   mse = losses.reconstruction_mse(recon, targets, mask2)
-  gamma = config.loss.gamma
-  if gamma > 0:
+  if config.loss.gamma > 0:
     z = z.reshape(b, 2, -1)
     p_i = model.project(z[:, 0], train=train, mask=mask)
     p_j = model.project(z[:, 1], train=train, mask=mask)
@@ -317,7 +319,7 @@ def _loss_and_stats(params: Any, stats: Any, views: jax.Array, targets: jax.Arra
                                config.loss.code_batch)
   else:
     contrast = jnp.zeros((), jnp.float32)
-  loss = losses.combined(contrast, mse, gamma)
+  loss = losses.combined(contrast, mse, config.loss.gamma if gamma is None else gamma)
   m = mask2.astype(recon.dtype)[:, None]
   metrics = {"loss": loss, "contrast": contrast, "recon": mse,
              "sse": jnp.sum(jnp.square(recon - targets) * m),
@@ -337,8 +339,8 @@ def _train_step(state: dict[str, Any], batch: jax.Array, epoch: jax.Array, step:
   mask = jnp.ones(batch.shape[:1], bool)
   grad_fn = jax.value_and_grad(_loss_and_stats, has_aux=True)
   params = unflatten_params(state["params"], config.model, layout)
-  (loss, (metrics, stats)), grads = grad_fn(params, state["batch_stats"], views, targets, mask,
-                                            k_dropout, config=config, layout=layout, train=True)
+  (loss, (metrics, stats)), grads = grad_fn(params, state["batch_stats"], views, targets, mask, k_dropout,
+                                            config.loss.gamma_at(epoch), config=config, layout=layout, train=True)
   grads = flatten_params(grads)
   tx = make_optimizer(config, steps_per_epoch)
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"], value=loss)
@@ -451,7 +453,8 @@ def _step_config(config: TrainConfig) -> TrainConfig:
   the number of epochs) share compiled steps."""
   default = TrainConfig()
   # The cosine spans the run; otherwise any length above the warmup (a valid config) shares the step.
-  epochs = config.epochs if config.schedule == "cosine" else max(default.epochs, config.warmup_epochs + 1)
+  epochs = (config.epochs if config.schedule == "cosine" else
+            max(default.epochs, config.warmup_epochs + 1, config.loss.contrast_delay + config.loss.contrast_ramp + 1))
   return config.replace(epochs=epochs, eval_every=default.eval_every,
                         checkpoint_every=default.checkpoint_every, keep_checkpoints=default.keep_checkpoints,
                         eval_batch_size=default.eval_batch_size)
@@ -772,8 +775,12 @@ def _check_resumable(meta: dict[str, Any], config: TrainConfig, layout: Layout, 
     problems.append(f"a cosine schedule over {saved.epochs} epochs (now {config.epochs}; its length cannot "
                     f"change)")
   # epochs (except a cosine's) and the eval / checkpoint settings may change
-  if _step_config(dataclasses.replace(saved, warmup_epochs=0, epochs=config.epochs)) != _step_config(
-      dataclasses.replace(config, warmup_epochs=0)) or saved.warmup_epochs != config.warmup_epochs:
+  try:
+    same = _step_config(dataclasses.replace(saved, warmup_epochs=0, epochs=config.epochs)) == _step_config(
+        dataclasses.replace(config, warmup_epochs=0))
+  except ValueError:  # the saved config does not fit the new length (e.g. its contrast_delay): not this run
+    same = False
+  if not same or saved.warmup_epochs != config.warmup_epochs:
     problems.append("a different config")
   if meta["epoch"] > config.epochs:
     problems.append(f"{meta['epoch']} epochs done, more than the {config.epochs} asked for")
@@ -1030,6 +1037,8 @@ def fit(config: TrainConfig, train_weights: Any, val_weights: Any = None, test_w
         step_metrics.append(m)
         bar.update(batch)
       record = {"epoch": epoch + 1, **_mean_metrics(step_metrics)}
+      if config.loss.curriculum:
+        record["gamma"] = float(config.loss.gamma_at(epoch))
       seconds = time.perf_counter() - t0
       record.update(epoch_time_s=seconds, samples_per_s=steps_per_epoch * batch / seconds)
       last = epoch + 1 == config.epochs
