@@ -59,6 +59,11 @@ encoder does not learn to reconstruct these 4970-parameter zoos (test reconstruc
 embeddings carry less than the raw weights (accuracy: W 49.7, s(W) 44.5, EcD 34.3). Dropout, L2 and
 train fraction are not predictable from 4 epochs of 200 models.
 
+Tried for issue 16 (not adopted; docs/results.md, Table 6): 12 epochs of the same zoo and the DIGITS8
+encoder recipe (L 512, warmup + cosine, reconstruction first) still reconstruct nothing (validation R²
+-0.8 to -2.5 %): the sampled init scales and learning rates spread the models' weight RMS over three
+orders of magnitude, so 5 of 200 models hold 44 % of the variance any R² is measured against.
+
 Outputs in --out: config.json, results.json, results.md (ours beside the paper's Table 6), table.{md,csv,json}
 (the table with every probe's details), scores.png, predictions_<method>.png (predicted vs true; confusion matrices for the
 categorical targets), embedding_<method>.png (PCA of the features coloured by test accuracy),

@@ -438,16 +438,21 @@ def _read_npy(path: str, mmap: bool) -> np.ndarray:
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
   try:
-    archive = np.load(path, allow_pickle=False)
-  except Exception as e:  # zipfile.BadZipFile, ValueError, OSError, EOFError, ...
+    f = open(path, "rb")
+  except OSError as e:
     raise ZooFormatError(f"{path} is not a readable .npz file: {_one_line(e)}") from e
-  if isinstance(archive, np.ndarray):
-    raise ZooFormatError(f"{path} is a .npy array, not an .npz archive")
-  try:
-    with archive:
-      return {k: archive[k] for k in archive.files}
-  except Exception as e:  # a damaged member: bad CRC-32, zlib.error, a bad .npy header, ...
-    raise ZooFormatError(f"{path} is not a readable .npz file: {_one_line(e)}") from e
+  with f:  # ours to close: np.load(path) leaves its file open when the archive turns out damaged
+    try:
+      archive = np.load(f, allow_pickle=False)
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, ...
+      raise ZooFormatError(f"{path} is not a readable .npz file: {_one_line(e)}") from e
+    if isinstance(archive, np.ndarray):
+      raise ZooFormatError(f"{path} is a .npy array, not an .npz archive")
+    try:
+      with archive:
+        return {k: archive[k] for k in archive.files}
+    except Exception as e:  # a damaged member: bad CRC-32, zlib.error, a bad .npy header, ...
+      raise ZooFormatError(f"{path} is not a readable .npz file: {_one_line(e)}") from e
 
 
 def _check_arrays(path: str, arrays: dict[str, np.ndarray], listed: dict[str, Any], names_key: str,
