@@ -38,7 +38,7 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)),
                  help="single-threaded processes (default: one per core this process may use)")
   p.add_argument("--repeats", type=int, default=2)
-  p.add_argument("--json", default=None, help="also write the results here")
+  p.add_argument("--json", default=None, help="also write the results to this new file (an existing one is refused)")
   p.add_argument("--child", nargs=4, default=None, metavar=("PRESET", "MODELS", "EPOCHS", "CORE"),
                  help=argparse.SUPPRESS)
   return p.parse_args(argv)
@@ -126,6 +126,8 @@ def main(argv=None) -> int:
     return 0
   if args.processes < 1 or args.models < args.processes:
     raise SystemExit(f"need 1 <= --processes <= --models, got {args.processes} and {args.models}")
+  if args.json and os.path.lexists(args.json):  # refuse before the work: the file is not ours to replace
+    raise SystemExit(f"--json {args.json} exists; this benchmark does not overwrite files, name a new one")
   results = []
   for name in args.presets:
     steps = model_steps(name, args.models, args.epochs)
@@ -139,8 +141,8 @@ def main(argv=None) -> int:
           f"{row['one_process_us']:8.1f} us/model-step ({one:.2f} s) | {args.processes} pinned 1-thread processes "
           f"{row['pinned_processes_us']:8.1f} us/model-step ({many:.2f} s) | ratio {row['ratio']:.2f}x", flush=True)
   if args.json:
-    with open(args.json, "w") as f:
-      json.dump(results, f, indent=1)
+    from wsl_jax.outputs import atomic_write_text
+    atomic_write_text(args.json, json.dumps(results, indent=1))
   return 0
 
 

@@ -133,24 +133,9 @@ def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
              "zoo": {"models": run.zoo.num_models, "checkpoints": run.zoo.num_checkpoints, "diverged": n_diverged,
                      "probe_checkpoints": run.probe_zoo.num_checkpoints, "models_per_split": run.evaluation.models}}
   if len(run.seeds) > 1:
-    above = beats_best_baseline(run.table)
-    results["ecd_beats_best_baseline"] = above
-    lines.append(f"EcD above the best baseline by more than the spread (report.beats) on {sum(above.values())} "
-                 f"of {len(above)} targets: {', '.join(t for t, b in above.items() if b) or 'none'}")
+    results["ecd_beats_best_baseline"] = above = report.wins(run.table, "EcD")
+    lines.append(report.wins_line(above, "EcD", "the best baseline"))
   return results, report.to_markdown(run.table) + "\n\n" + "\n\n".join(lines) + "\n"
-
-
-def beats_best_baseline(table: Any) -> dict[str, bool]:
-  """target -> whether EcD's per-seed scores are above the best other column's by more than the spread."""
-  from wsl_jax.evaluation import report
-  out = {}
-  for t in table.rows:
-    others = [m for m in table.methods if m != "EcD" and table.value(t, m) is not None]
-    if not others or table.value(t, "EcD") is None:
-      continue
-    best = max(others, key=lambda m: table.value(t, m))
-    out[t] = report.beats(table.scores(t, "EcD"), table.scores(t, best))
-  return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

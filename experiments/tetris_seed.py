@@ -151,17 +151,9 @@ def tables(config: pipeline.Config, runs: dict[str, pipeline.ZooRun],
              "zoo": {"models": run.zoo.num_models, "checkpoints": run.zoo.num_checkpoints,
                      "diverged": int(run.zoo.diverged.sum())}}
   if len(run.seeds) > 1:
-    above = beats_sw(run.table)
-    results["ecd_beats_sw"] = above
-    lines.append(f"EcD above s(W) by more than the spread (report.beats) on {sum(above.values())} of "
-                 f"{len(above)} targets: {', '.join(t for t, b in above.items() if b) or 'none'}")
+    results["ecd_beats_sw"] = above = report.wins(run.table, "EcD", "s(W)")
+    lines.append(report.wins_line(above, "EcD", "s(W)"))
   return results, report.to_markdown(run.table) + "\n\n" + "\n".join(lines) + "\n"
-
-
-def beats_sw(table: Any) -> dict[str, bool]:
-  """target -> whether EcD's per-seed scores are above s(W) by more than their std (`report.beats`)."""
-  from wsl_jax.evaluation import report
-  return {t: report.beats(table.scores(t, "EcD"), table.scores(t, "s(W)")) for t in table.rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,7 +112,7 @@ def test_headline_tables_take_three_encoder_seeds():
     config.replace(hyp_ssl_epochs=0)
 
 
-def test_tetris_hyp_beats_the_best_baseline_only_beyond_the_spread():
+def test_wins_against_the_best_baseline_only_beyond_the_spread():
   from wsl_jax.evaluation import report
   values = {"acc": {"W": 0.50, "s(W)": 0.70, "EcD": 0.75}, "gap": {"W": 0.20, "s(W)": 0.60, "EcD": 0.62},
             "lr": {"W": None, "s(W)": None, "EcD": 0.3}}
@@ -120,4 +120,7 @@ def test_tetris_hyp_beats_the_best_baseline_only_beyond_the_spread():
   table = report.ResultTable(title="t", rows=("acc", "gap", "lr"), methods=("W", "s(W)", "EcD"),
                              metrics={"acc": "r2", "gap": "r2", "lr": "r2"}, values=values, per_seed=per_seed)
   # acc: 0.75 ± 0.01 above s(W)'s 0.70; gap: 0.62 ± 0.04 is within its spread of 0.60; lr: no baseline.
-  assert tetris_hyp.beats_best_baseline(table) == {"acc": True, "gap": False}
+  assert report.wins(table, "EcD") == {"acc": True, "gap": False}
+  assert report.wins(table, "EcD", "W") == {"acc": True, "gap": True, "lr": False}  # W has no lr score
+  assert report.wins_line(report.wins(table, "EcD"), "EcD", "the best baseline") == (
+      "EcD above the best baseline by more than the spread (report.beats) on 1 of 2 targets: acc")

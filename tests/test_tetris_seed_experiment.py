@@ -103,8 +103,8 @@ def test_beats_sw_needs_the_margin_beyond_the_spread():
   table = report.ResultTable(
       title="t", rows=rows, methods=("s(W)", "EcD"), metrics={r: "r2" for r in rows},
       values={r: {"s(W)": sw[r], "EcD": sum(per_seed[r]["EcD"]) / 3} for r in rows}, per_seed=per_seed)
-  assert tetris_seed.beats_sw(table) == {"epoch": False, "test_acc": True, "ggap": False}
+  assert report.wins(table, "EcD", "s(W)") == {"epoch": False, "test_acc": True, "ggap": False}
   one_seed = report.ResultTable(title="t", rows=rows, methods=("s(W)", "EcD"), metrics={r: "r2" for r in rows},
                                 values={r: {"s(W)": 0.0, "EcD": 1.0} for r in rows},
                                 per_seed={r: {"EcD": (1.0,)} for r in rows})
-  assert not any(tetris_seed.beats_sw(one_seed).values())  # one seed: no spread measured, no claim
+  assert not any(report.wins(one_seed, "EcD", "s(W)").values())  # one seed: no spread measured, no claim

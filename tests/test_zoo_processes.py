@@ -28,7 +28,12 @@ def test_both_layouts_are_timed_and_compared(tmp_path):
   assert "pinned 1-thread processes" in proc.stdout and "ratio" in proc.stdout
 
 
-def test_refuses_more_processes_than_models():
+def test_refuses_bad_arguments_before_any_work(tmp_path):
   proc = subprocess.run([sys.executable, str(_SCRIPT), "--models", "1", "--processes", "2"], capture_output=True,
                         text=True, timeout=120)
   assert proc.returncode != 0 and "need 1 <= --processes <= --models" in proc.stderr
+  mine = tmp_path / "mine.json"
+  mine.write_text("user data")
+  proc = subprocess.run([sys.executable, str(_SCRIPT), "--json", str(mine)], capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode != 0 and "does not overwrite" in proc.stderr and mine.read_text() == "user data"

@@ -230,6 +230,27 @@ def beats(a: float | Sequence[float | None] | None, b: float | Sequence[float | 
   return ma - mb > max(sa, sb)
 
 
+def wins(table: ResultTable, method: str = "EcD", against: str | None = None) -> dict[str, bool]:
+  """row -> whether `method` `beats` `against` there (None: the row's best other column by value).
+
+  Rows where `method` has no score, or (with `against` None) no other column has one, are left out.
+  """
+  out = {}
+  for row in table.rows:
+    others = [m for m in table.methods if m != method and table.value(row, m) is not None]
+    if table.value(row, method) is None or (against is None and not others):
+      continue
+    rival = against if against is not None else max(others, key=lambda m: table.value(row, m))
+    out[row] = beats(table.scores(row, method), table.scores(row, rival))
+  return out
+
+
+def wins_line(won: dict[str, bool], method: str, rival: str) -> str:
+  """One sentence for a report: on how many rows `method` beat `rival` beyond the spread, and which."""
+  return (f"{method} above {rival} by more than the spread (report.beats) on {sum(won.values())} of {len(won)} "
+          f"targets: {', '.join(t for t, b in won.items() if b) or 'none'}")
+
+
 def _compatible(ours: str, theirs: str) -> bool:
   return ours == theirs
 
