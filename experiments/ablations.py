@@ -75,16 +75,17 @@ Expected result (the paper, reference.md §8): permutation raises test reconstru
 (ED 88.1 -> 95.5, EcD 49.2 -> 72.9, Ec+D 86.3 -> 95.6 without -> with P); AttN+t and AttN are best
 downstream (Eph 97, Acc 88-90), FF worst; Ec and EcD are best downstream (Acc ~90), ED and Ec+D ~69.
 
-Obtained (quick, seeds 0-2; tables in docs/results.md; measured before the Ec+D row of the augmentation
-study ran the code's loss, before rec_r2_pi, and with "raised" / "best" read from the means alone, std
-ddof 0): augmentation: permutation raises ED's test
-reconstruction R² in all 4 with / without pairs (55.6 -> 65.2, ...) but lowers EcD's (12.2 -> 6.0) and
-Ec+D's (23.8 -> 10.1), whose short-trained encoders hardly reconstruct at all; downstream EcD is best
-with P+E (epoch 86.6, accuracy 81.8 vs 69.9 / 64.2 without augmentation). Architecture: AttW+t is best
-downstream (mean R² 74.5; accuracy 90.7), then AttN+t 66.5, AttN 65.6, FF 64.7, AttW 43.3 (one of its
-three seeds collapsed to a constant embedding); the paper has AttN / AttN+t best and FF worst. AttW+t
-costs 7-12 min a run against under a minute for AttN+t. Loss: Ec 68.5 and EcD 67.9 (tied), Ec+D 66.9,
-ED 48.6 (mean downstream R²); the paper has EcD best by a hair over Ec, ED and Ec+D far behind.
+Obtained (quick, seeds 0-2, the TETRIS-SEED zoo of 2026-12-06; tables in docs/results.md): augmentation
+(30 min 49 s beside other jobs): permutation raises the test reconstruction R² beyond the spread in 7 of
+12 with / without pairs: all 4 for ED (62.1 -> 69.9, ...), 3 of 4 for the code's Ec+D (59.5 -> 69.2, ...),
+none for EcD (12.8 -> 5.2, ...), whose short-trained encoder does not reconstruct permuted views;
+downstream EcD is best with P+E (epoch 87.1, accuracy 84.0 against 69.0 / 60.7 without augmentation).
+Loss (10 min 51 s beside other jobs): mean downstream R² Ec+D (Eq. 3) 77.0, Ec 75.8, EcD 73.9, ED 67.1,
+Ec+D (code) 64.7: EcD is not best (below Eq. 3 and Ec beyond the spread); ED and the code's Ec+D, the
+paper's "far behind", are far behind. Architecture (previous zoo, not rerun): AttW+t best downstream (mean
+R² 74.5; accuracy 90.7), then AttN+t 66.5, AttN 65.6, FF 64.7, AttW 43.3 (one of its three seeds collapsed
+to a constant embedding); the paper has AttN / AttN+t best and FF worst. AttW+t costs 7-12 min a run
+against under a minute for AttN+t.
 """
 
 from __future__ import annotations
