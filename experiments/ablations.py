@@ -82,10 +82,10 @@ none for EcD (12.8 -> 5.2, ...), whose short-trained encoder does not reconstruc
 downstream EcD is best with P+E (epoch 87.1, accuracy 84.0 against 69.0 / 60.7 without augmentation).
 Loss (10 min 51 s beside other jobs): mean downstream R² Ec+D (Eq. 3) 77.0, Ec 75.8, EcD 73.9, ED 67.1,
 Ec+D (code) 64.7: EcD is not best (below Eq. 3 and Ec beyond the spread); ED and the code's Ec+D, the
-paper's "far behind", are far behind. Architecture (previous zoo, not rerun): AttW+t best downstream (mean
-R² 74.5; accuracy 90.7), then AttN+t 66.5, AttN 65.6, FF 64.7, AttW 43.3 (one of its three seeds collapsed
-to a constant embedding); the paper has AttN / AttN+t best and FF worst. AttW+t costs 7-12 min a run
-against under a minute for AttN+t.
+paper's "far behind", are far behind. Architecture (29 min of cells, CI beside it for 15 minutes): AttW+t
+best downstream (mean R² 80.7; epoch 96.4), then FF 74.7, AttN+t 73.4, AttN 70.0, AttW 24.9 (two of its
+three seeds collapsed to a constant embedding); the paper has AttN / AttN+t best and FF worst. AttW+t
+costs 3-6 min a run against under a minute for AttN+t.
 """
 
 from __future__ import annotations
