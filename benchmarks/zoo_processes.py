@@ -16,8 +16,9 @@ every process compiles with one untimed call first) in three layouts, one after 
     Its time is from the first process's start of a timed call to the last one's end.
 
 It prints µs per model-step of the whole machine for every layout (minimum over `--repeats`) and the
-ratios of the pinned processes against both one-process layouts, measured in the same run. `unterthiner_digits` is Unterthiner et al.'s CNN and sampled recipe on
-the embedded digits (as in vs_pytorch.py).
+ratios of the pinned processes against both one-process layouts, measured in the same run.
+`unterthiner_digits` is Unterthiner et al.'s CNN and sampled recipe on the embedded digits (as in
+vs_pytorch.py).
 """
 
 from __future__ import annotations
